@@ -162,7 +162,7 @@ var codeLengthOrder = [...]int{17, 18, 0, 1, 2, 3, 4, 5, 16, 6, 7, 8, 9, 10, 11,
 // only the lengths 0 and 8 occur, each with a 1-bit code: canonically
 // length 0 is "0" and length 8 is "1".
 func writeFixed8(bw *bitWriter, n int) {
-	bw.writeBits(0, 1) // normal code
+	bw.writeBits(0, 1)  // normal code
 	const numCodes = 12 // enough of codeLengthOrder to reach length 8
 	bw.writeBits(numCodes-4, 4)
 	for _, sym := range codeLengthOrder[:numCodes] {
