@@ -1,0 +1,347 @@
+package models
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// copyBufSize is the read buffer of one download: large enough that the
+// per-read costs (syscalls, timer resets, progress checks) vanish next to
+// the bytes.
+const copyBufSize = 1 << 20
+
+// download streams f into dst+".part", resuming what is there, verifies it
+// and renames it to dst. The caller holds dst's exclusive lock. ctx is the
+// caller's context; dctx adds the download timeout. Any failure removes the
+// .part, except a cancel of ctx itself (shutdown, job cancelled): then the
+// bytes are kept for the next attempt to resume.
+func (s *Store) download(ctx, dctx context.Context, dir string, f File, dst string) (err error) {
+	part := dst + partSuffix
+	pf, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		pf.Close()
+		if err != nil && ctx.Err() == nil {
+			os.Remove(part)
+		}
+	}()
+
+	fi, err := pf.Stat()
+	if err != nil {
+		return err
+	}
+	have := fi.Size()
+	if err := preflight(filepath.Dir(dst), f.ApproxBytes, have); err != nil {
+		return err
+	}
+
+	h := sha256.New()
+	if have > 0 {
+		// The hash must cover the bytes already there.
+		if _, err := io.CopyBuffer(h, io.LimitReader(pf, have), make([]byte, copyBufSize)); err != nil {
+			return fmt.Errorf("read %s: %w", part, err)
+		}
+	}
+
+	t := &transfer{s: s, model: dir, file: f.Filename, url: f.URL}
+	resp, total, err := t.open(dctx, pf, h, &have)
+	if err != nil {
+		return err
+	}
+	defer resp.body.Close()
+
+	s.log.Info("downloading model file", "model", dir, "file", f.Filename, "url", redactURL(f.URL),
+		"resume_from", have, "total", total)
+	n, err := t.copy(pf, h, resp.body, have, total)
+	if err != nil {
+		return err
+	}
+	size := have + n
+	if total >= 0 && size != total {
+		return fmt.Errorf("%w: got %d of %d bytes", ErrIntegrity, size, total)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if f.SHA256 != "" && !strings.EqualFold(sum, f.SHA256) {
+		return fmt.Errorf("%w: sha256 %s, want %s", ErrIntegrity, sum, strings.ToLower(f.SHA256))
+	}
+	if err := pf.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(part, dst); err != nil {
+		return err
+	}
+	syncDir(filepath.Dir(dst))
+	if st, err := os.Stat(dst); err == nil {
+		if rp, ok := s.recordPath(dst); ok {
+			s.writeRecord(rp, record{SHA256: sum, Size: st.Size(), MtimeNs: st.ModTime().UnixNano()})
+		}
+	}
+	return nil
+}
+
+// preflight requires approx × 1.1 bytes free in dir, less the bytes a .part
+// already holds (spec §6.6 step 3). A file system that cannot tell passes.
+func preflight(dir string, approx uint64, have int64) error {
+	if approx == 0 {
+		return nil
+	}
+	free, known, err := freeBytes(dir)
+	if err != nil || !known {
+		return nil
+	}
+	need := approx + approx/10
+	if have > 0 && uint64(have) < need {
+		need -= uint64(have)
+	}
+	if free < need {
+		return fmt.Errorf("%w: %d bytes free in %s, need %d", ErrNoSpace, free, dir, need)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable; failure only weakens durability.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// transfer is one HTTP download, with its idle watchdog and progress meter.
+type transfer struct {
+	s     *Store
+	model string
+	file  string
+	url   string
+}
+
+// open issues the GET, with a Range header when *have > 0, and follows spec
+// §6.6 step 4: a 206 must start at *have, else the download restarts; a 416
+// restarts; a 200 restarts in place. On a restart pf is truncated, h reset
+// and *have set to 0. It returns the body and the total size (-1 unknown).
+func (t *transfer) open(ctx context.Context, pf *os.File, h hash.Hash, have *int64) (*response, int64, error) {
+	restart := func() error {
+		*have = 0
+		h.Reset()
+		if err := pf.Truncate(0); err != nil {
+			return err
+		}
+		_, err := pf.Seek(0, io.SeekStart)
+		return err
+	}
+	for tries := 0; ; tries++ {
+		resp, err := t.s.get(ctx, t.url, *have)
+		if err != nil {
+			return nil, 0, err
+		}
+		switch {
+		case resp.status == http.StatusOK:
+			if *have > 0 {
+				t.s.log.Info("server ignored the range; downloading from the start", "file", t.file)
+				if err := restart(); err != nil {
+					resp.body.Close()
+					return nil, 0, err
+				}
+			}
+			return resp, resp.length, nil
+		case resp.status == http.StatusPartialContent && *have > 0:
+			start, total, ok := parseContentRange(resp.header.Get("Content-Range"))
+			if ok && start == *have {
+				if total < 0 && resp.length >= 0 {
+					total = *have + resp.length
+				}
+				if _, err := pf.Seek(*have, io.SeekStart); err != nil {
+					resp.body.Close()
+					return nil, 0, err
+				}
+				return resp, total, nil
+			}
+			t.s.log.Warn("partial content at the wrong offset; downloading from the start",
+				"file", t.file, "content_range", resp.header.Get("Content-Range"), "want_start", *have)
+		case resp.status == http.StatusRequestedRangeNotSatisfiable && *have > 0:
+			t.s.log.Warn("range not satisfiable; downloading from the start", "file", t.file, "had", *have)
+		default:
+			resp.body.Close()
+			return nil, 0, resp.statusError()
+		}
+		resp.body.Close()
+		if tries > 0 {
+			return nil, 0, errors.New("server keeps refusing the restarted download")
+		}
+		if err := restart(); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// copy streams src into w and h, logging progress, and returns the bytes
+// copied. have is what the .part held before; total the expected final size.
+func (t *transfer) copy(w io.Writer, h hash.Hash, src io.Reader, have, total int64) (int64, error) {
+	m := newMeter(t.s, t.model, t.file, have, total)
+	buf := make([]byte, copyBufSize)
+	var n int64
+	for {
+		k, rerr := src.Read(buf)
+		if k > 0 {
+			if _, err := w.Write(buf[:k]); err != nil {
+				return n, err
+			}
+			h.Write(buf[:k])
+			n += int64(k)
+			m.update(have + n)
+		}
+		if rerr == io.EOF {
+			m.finish(have + n)
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// parseContentRange parses "bytes <start>-<end>/<total|*>", returning total
+// -1 for "*".
+func parseContentRange(v string) (start, total int64, ok bool) {
+	rest, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
+	end, err2 := strconv.ParseInt(strings.TrimSpace(b), 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start {
+		return 0, 0, false
+	}
+	total = -1
+	if tot != "*" {
+		t, err := strconv.ParseInt(strings.TrimSpace(tot), 10, 64)
+		if err != nil || t <= end {
+			return 0, 0, false
+		}
+		total = t
+	}
+	return start, total, true
+}
+
+// response is a started GET.
+type response struct {
+	status int
+	header http.Header
+	length int64 // Content-Length, -1 unknown
+	body   io.ReadCloser
+}
+
+// statusError describes a non-2xx (or unexpected) status, with the start of
+// the body, which often says why.
+func (r *response) statusError() error {
+	snippet, _ := io.ReadAll(io.LimitReader(r.body, 256))
+	msg := strings.TrimSpace(strings.ToValidUTF8(string(snippet), "?"))
+	if msg == "" {
+		return fmt.Errorf("http status %d", r.status)
+	}
+	return fmt.Errorf("http status %d: %q", r.status, msg)
+}
+
+// get issues a GET for raw (from byte offset from, when > 0) under ctx. An
+// idle watchdog cancels the request when neither headers nor body bytes
+// arrive for Config.IdleTimeout; the returned body's reads report
+// ErrStalled then.
+func (s *Store) get(ctx context.Context, raw string, from int64) (*response, error) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	idle := newIdleWatch(s.cfg.IdleTimeout, cancel)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, raw, nil)
+	if err != nil {
+		idle.stop()
+		return nil, refusedf("bad url: %v", err)
+	}
+	req.Header.Set("User-Agent", s.cfg.UserAgent)
+	if from > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(from, 10)+"-")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		err = idle.explain(rctx, err)
+		idle.stop()
+		return nil, err
+	}
+	idle.kick()
+	return &response{
+		status: resp.StatusCode,
+		header: resp.Header,
+		length: resp.ContentLength,
+		body:   &watchedBody{rc: resp.Body, idle: idle, ctx: rctx},
+	}, nil
+}
+
+// idleWatch cancels a request when kick is not called for a while.
+type idleWatch struct {
+	d      time.Duration
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+}
+
+func newIdleWatch(d time.Duration, cancel context.CancelCauseFunc) *idleWatch {
+	return &idleWatch{d: d, cancel: cancel, timer: time.AfterFunc(d, func() { cancel(ErrStalled) })}
+}
+
+func (w *idleWatch) kick() { w.timer.Reset(w.d) }
+
+// stop disarms the watchdog and cancels the request's context, releasing
+// it. A cause set by the watchdog before stays.
+func (w *idleWatch) stop() {
+	w.timer.Stop()
+	w.cancel(nil)
+}
+
+// explain turns an error caused by the watchdog into one wrapping
+// ErrStalled.
+func (w *idleWatch) explain(rctx context.Context, err error) error {
+	if errors.Is(context.Cause(rctx), ErrStalled) {
+		return fmt.Errorf("%w: no data for %s", ErrStalled, w.d)
+	}
+	return err
+}
+
+// watchedBody kicks the watchdog on every read that returns bytes.
+type watchedBody struct {
+	rc   io.ReadCloser
+	idle *idleWatch
+	ctx  context.Context
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.idle.kick()
+	}
+	if err != nil && err != io.EOF {
+		err = b.idle.explain(b.ctx, err)
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	b.idle.stop()
+	return b.rc.Close()
+}
