@@ -1,0 +1,49 @@
+# shellcheck shell=bash
+# env.sh is sourced (after scripts/install-engines.sh) to point cgo at the
+# installed engines:
+#
+#   source scripts/engines/env.sh
+#   go build -tags "llamacpp whispercpp" ./llamacpp-plugin ./whisper-plugin
+#
+# For every engine registered under $STOKER_ENGINES_DIR/current/ it prepends
+# <prefix>/lib/pkgconfig to PKG_CONFIG_PATH and adds <prefix>/include to
+# CGO_CFLAGS/CGO_CXXFLAGS and -L<prefix>/lib -Wl,-rpath,<prefix>/lib to
+# CGO_LDFLAGS, so the binaries find their libraries without LD_LIBRARY_PATH.
+# An engine registered as "system" adds only an rpath to the libdir
+# pkg-config reports. Sourcing it twice adds nothing twice.
+_stoker_env() {
+	local dir=${STOKER_ENGINES_DIR:-${HOME:-/root}/.cache/stoker/engines}
+	local f prefix name libdir
+	[ -d "$dir/current" ] || return 0
+	for f in "$dir"/current/*; do
+		[ -f "$f" ] || continue
+		name=$(basename "$f")
+		prefix=$(cat "$f")
+		if [ "$prefix" = system ]; then
+			libdir=$(pkg-config --variable=libdir "$name" 2>/dev/null) || continue
+		else
+			[ -d "$prefix/lib/pkgconfig" ] || continue
+			libdir=$prefix/lib
+			case ":${PKG_CONFIG_PATH:-}:" in
+			*":$prefix/lib/pkgconfig:"*) ;;
+			*) PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" ;;
+			esac
+			case " ${CGO_CFLAGS:-} " in
+			*" -I$prefix/include "*) ;;
+			*)
+				# Go's default for an unset CGO_CFLAGS is "-g -O2"; keep it.
+				CGO_CFLAGS="${CGO_CFLAGS:--g -O2} -I$prefix/include"
+				CGO_CXXFLAGS="${CGO_CXXFLAGS:--g -O2} -I$prefix/include"
+				;;
+			esac
+		fi
+		[ -n "$libdir" ] || continue
+		case " ${CGO_LDFLAGS:-} " in
+		*" -Wl,-rpath,$libdir "*) ;;
+		*) CGO_LDFLAGS="${CGO_LDFLAGS:+$CGO_LDFLAGS }-L$libdir -Wl,-rpath,$libdir" ;;
+		esac
+	done
+	export PKG_CONFIG_PATH CGO_CFLAGS CGO_CXXFLAGS CGO_LDFLAGS
+}
+_stoker_env
+unset -f _stoker_env

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# install-engines.sh provides the C/C++ engines the plugins link through cgo.
+# Idempotent: installed prefixes are reused; run it before every build/test.
+#
+# Layout (the contract between the engine scripts; see docs/engines.md):
+#
+#   $STOKER_ENGINES_DIR            default ~/.cache/stoker/engines
+#     llama.cpp-<tag>/             llama.cpp + the ggml it ships (scripts/engines/llama.sh)
+#       include/ lib/ lib/pkgconfig/{llama,ggml}.pc bin/llama-simple
+#     whisper.cpp-<version>/       libwhisper built against the ggml above
+#                                  (scripts/engines/whisper.sh, when present)
+#     current/<engine>             one line: the prefix in use, or "system" when
+#                                  pkg-config found a system/farm build instead
+#
+# Engines run in order: llama first, because whisper builds against the ggml
+# the llama prefix holds. Each engine script is run with STOKER_ENGINES_DIR,
+# STOKER_BUILD_JOBS and STOKER_GGML_PREFIX (the prefix whose lib/pkgconfig has
+# ggml.pc; empty when llama.cpp is a system build, in which case
+# `pkg-config ggml` or the system's ggml applies) in its environment, and
+# registers itself with engines_register from scripts/engines/common.sh.
+#
+# Afterwards `source scripts/engines/env.sh` exports PKG_CONFIG_PATH and the
+# CGO flags for every registered engine.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=engines/common.sh
+. "$here/engines/common.sh"
+
+mkdir -p "$STOKER_ENGINES_DIR"
+# One installer at a time per cache (build and test scripts may race).
+exec 9>"$STOKER_ENGINES_DIR/.lock"
+flock 9
+
+"$here/engines/llama.sh"
+
+STOKER_GGML_PREFIX=
+if [ "$(cat "$STOKER_ENGINES_DIR/current/llama")" != system ]; then
+	STOKER_GGML_PREFIX=$LLAMA_PREFIX
+fi
+export STOKER_GGML_PREFIX STOKER_BUILD_JOBS
+
+if [ -f "$here/engines/whisper.sh" ]; then
+	bash "$here/engines/whisper.sh"
+fi
