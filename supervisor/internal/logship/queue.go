@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
 // DefaultCapacity is the spec's queue bound (§8.3).
@@ -19,25 +21,17 @@ const DefaultCapacity = 5000
 
 // Levels shipped to the studio (§8.2).
 const (
-	LevelInfo  = "info"
-	LevelWarn  = "warn"
-	LevelError = "error"
+	LevelInfo  = protocol.LevelInfo
+	LevelWarn  = protocol.LevelWarn
+	LevelError = protocol.LevelError
 )
 
 // CategoryLogs is the category of the queue's own drop marker.
 const CategoryLogs = "logs"
 
-// TimeFormat is the §8.2 timestamp: UTC RFC 3339 with milliseconds and Z.
-const TimeFormat = "2006-01-02T15:04:05.000Z"
-
-// Entry is one shipped log line, shaped as the spec's LogEntry (§8.2).
-type Entry struct {
-	TS       string `json:"ts"`
-	Level    string `json:"level"`
-	Category string `json:"category"`
-	Message  string `json:"message"`
-	JobID    string `json:"jobId,omitempty"`
-}
+// Entry is one shipped log line: the wire's LogEntry (§8.2), so a drained
+// batch goes into a logBatch frame as it is.
+type Entry = protocol.LogEntry
 
 // Queue is a bounded FIFO of entries. When it is full the oldest entries
 // are dropped and one warn/logs marker entry at the front says how many
@@ -128,7 +122,7 @@ func (q *Queue) makeRoomLocked() {
 
 func (q *Queue) markerLocked(n int) Entry {
 	return Entry{
-		TS:       q.now().UTC().Format(TimeFormat),
+		Ts:       protocol.FormatTimestamp(q.now()),
 		Level:    LevelWarn,
 		Category: CategoryLogs,
 		Message:  q.markerMessage(n),

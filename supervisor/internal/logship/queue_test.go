@@ -9,11 +9,11 @@ import (
 var fixed = time.Date(2026, 6, 11, 9, 14, 3, 512_000_000, time.UTC)
 
 func entry(i int) Entry {
-	return Entry{TS: "t", Level: LevelInfo, Category: "test", Message: fmt.Sprintf("line %d", i)}
+	return Entry{Ts: "t", Level: LevelInfo, Category: "test", Message: fmt.Sprintf("line %d", i)}
 }
 
 func marker(capacity, n int) Entry {
-	return Entry{TS: "2026-06-11T09:14:03.512Z", Level: LevelWarn, Category: CategoryLogs,
+	return Entry{Ts: "2026-06-11T09:14:03.512Z", Level: LevelWarn, Category: CategoryLogs,
 		Message: fmt.Sprintf("ship queue full (%d entries); dropped %d oldest", capacity, n)}
 }
 

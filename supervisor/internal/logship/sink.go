@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
 // Sink turns hclog lines into queue entries. Register it on the agent's
@@ -72,7 +74,7 @@ func (s *Sink) Accept(name string, level hclog.Level, msg string, args ...interf
 		return
 	}
 	e := Entry{
-		TS:       s.now().UTC().Format(TimeFormat),
+		Ts:       protocol.FormatTimestamp(s.now()),
 		Level:    wireLevel(level),
 		Category: categoryFromName(name),
 		Message:  msg,

@@ -34,30 +34,30 @@ func TestSinkMapping(t *testing.T) {
 		want []Entry
 	}{
 		{"info with logger name as category", func(l hclog.Logger) { l.Named("ws").Info("json result sent") },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "ws", Message: "json result sent"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "ws", Message: "json result sent"}}},
 		{"warn", func(l hclog.Logger) { l.Warn("disconnected", "attempt", 1) },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "warn", Category: "stoker", Message: "disconnected attempt=1"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "warn", Category: "stoker", Message: "disconnected attempt=1"}}},
 		{"error", func(l hclog.Logger) { l.Error("upload failed", "error", errors.New("status 500")) },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "error", Category: "stoker", Message: `upload failed error="status 500"`}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "error", Category: "stoker", Message: `upload failed error="status 500"`}}},
 		{"debug and trace are not shipped", func(l hclog.Logger) { l.Debug("d"); l.Trace("t") }, nil},
 		{"category key wins over name", func(l hclog.Logger) { l.Named("studio").Info("m", "category", "engine") },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "engine", Message: "m"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "engine", Message: "m"}}},
 		{"job key", func(l hclog.Logger) { l.Info("m", "job", "job-1") },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m", JobID: "job-1"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m", JobID: "job-1"}}},
 		{"job_id key from With", func(l hclog.Logger) { l.With("job_id", "job-2").Info("m", "k", "v") },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m k=v", JobID: "job-2"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m k=v", JobID: "job-2"}}},
 		{"secret value redacts itself", func(l hclog.Logger) { l.Info("hello sent", "auth", tok) },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "hello sent auth=[redacted]"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "hello sent auth=[redacted]"}}},
 		{"raw string under a credential key", func(l hclog.Logger) { l.Info("m", "Authorization", "Bearer 7c1e-super-secret-token") },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m Authorization=[redacted]"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m Authorization=[redacted]"}}},
 		{"http header redacts authorization", func(l hclog.Logger) { l.Info("upgrade", "headers", hdr) },
 			nil /* checked below by content */},
 		{"dangling value", func(l hclog.Logger) { l.Info("m", "k", "v", "lonely") },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m k=v EXTRA_VALUE_AT_END=lonely"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m k=v EXTRA_VALUE_AT_END=lonely"}}},
 		{"hclog.Fmt", func(l hclog.Logger) { l.Info("m", "n", hclog.Fmt("%d-%s", 3, "x")) },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m n=3-x"}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: "m n=3-x"}}},
 		{"quoting", func(l hclog.Logger) { l.Info("m", "empty", "", "spaced", "a b") },
-			[]Entry{{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: `m empty="" spaced="a b"`}}},
+			[]Entry{{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "stoker", Message: `m empty="" spaced="a b"`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,9 +117,9 @@ func TestEntryJSON(t *testing.T) {
 		e    Entry
 		want string
 	}{
-		{"without job", Entry{TS: "2026-06-11T09:14:04.001Z", Level: "warn", Category: "ws", Message: "disconnected"},
+		{"without job", Entry{Ts: "2026-06-11T09:14:04.001Z", Level: "warn", Category: "ws", Message: "disconnected"},
 			`{"ts":"2026-06-11T09:14:04.001Z","level":"warn","category":"ws","message":"disconnected"}`},
-		{"with job", Entry{TS: "2026-06-11T09:14:03.512Z", Level: "info", Category: "ws", Message: "json result sent", JobID: "job-311"},
+		{"with job", Entry{Ts: "2026-06-11T09:14:03.512Z", Level: "info", Category: "ws", Message: "json result sent", JobID: "job-311"},
 			`{"ts":"2026-06-11T09:14:03.512Z","level":"info","category":"ws","message":"json result sent","jobId":"job-311"}`},
 	}
 	for _, tt := range tests {
