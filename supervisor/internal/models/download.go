@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,8 +175,9 @@ func (t *transfer) open(ctx context.Context, pf *os.File, h hash.Hash, have *int
 		case resp.status == http.StatusRequestedRangeNotSatisfiable && *have > 0:
 			t.s.log.Warn("range not satisfiable; downloading from the start", "file", t.file, "had", *have)
 		default:
+			err := resp.statusError()
 			resp.body.Close()
-			return nil, 0, resp.statusError()
+			return nil, 0, err
 		}
 		resp.body.Close()
 		if tries > 0 {
@@ -206,6 +208,9 @@ func (t *transfer) copy(w io.Writer, h hash.Hash, src io.Reader, have, total int
 		if rerr == io.EOF {
 			m.finish(have + n)
 			return n, nil
+		}
+		if errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return n, fmt.Errorf("%w: body ended after %d of %d bytes", ErrIntegrity, have+n, total)
 		}
 		if rerr != nil {
 			return n, rerr
@@ -281,6 +286,11 @@ func (s *Store) get(ctx context.Context, raw string, from int64) (*response, err
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			// Its text repeats the URL, query string (signatures) and all.
+			err = uerr.Err
+		}
 		err = idle.explain(rctx, err)
 		idle.stop()
 		return nil, err

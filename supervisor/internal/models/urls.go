@@ -19,16 +19,23 @@ type urlPolicy struct {
 // a loopback host (127.0.0.0/8, ::1, localhost) when allowed. Every other
 // scheme is refused, and so is a URL carrying credentials.
 func (p urlPolicy) check(u *url.URL) error {
+	switch strings.ToLower(u.Scheme) {
+	case "https", "http":
+	case "":
+		return refusedf("url has no scheme")
+	default:
+		return refusedf("scheme %q", u.Scheme)
+	}
 	if u.User != nil {
 		return refusedf("url carries credentials")
 	}
-	if u.Host == "" || u.Hostname() == "" {
+	if u.Hostname() == "" {
 		return refusedf("url has no host")
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 		return nil
-	case "http":
+	default: // http
 		if !isLoopbackHost(u.Hostname()) {
 			return refusedf("plain http to non-loopback host %q", u.Hostname())
 		}
@@ -36,10 +43,6 @@ func (p urlPolicy) check(u *url.URL) error {
 			return refusedf("plain http refused by configuration")
 		}
 		return nil
-	case "":
-		return refusedf("url has no scheme")
-	default:
-		return refusedf("scheme %q", u.Scheme)
 	}
 }
 
