@@ -347,10 +347,10 @@ func TestLargeImageStreamsInChunks(t *testing.T) {
 
 func TestVideoDecodes(t *testing.T) {
 	tests := []struct {
-		secs           float32
-		fps            uint32
-		w, h           uint32
-		frames, delay  int
+		secs          float32
+		fps           uint32
+		w, h          uint32
+		frames, delay int
 	}{
 		{2, 0, 64, 48, 16, 13}, // defaults: 8 fps
 		{3, 12, 32, 32, 36, 8},
