@@ -185,3 +185,8 @@ func waitLog(t testing.TB, ch <-chan string, msg string, d time.Duration) {
 		}
 	}
 }
+
+// stderrLogger logs to stderr, for helper processes.
+func stderrLogger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Info})
+}

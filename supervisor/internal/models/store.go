@@ -43,8 +43,9 @@ type Store struct {
 
 // flight is one download that other callers in the process wait for.
 type flight struct {
-	done chan struct{} // closed when err is set
-	err  error
+	done    chan struct{} // closed when err is set
+	err     error
+	waiters int // guarded by Store.mu; callers waiting on done (tests watch it)
 }
 
 // Open returns a Store for cfg.Root, creating the directory if needed. It
@@ -176,6 +177,7 @@ func (s *Store) acquireOne(ctx context.Context, dir string, f File, lease *Lease
 
 		s.mu.Lock()
 		if fl := s.flights[dst]; fl != nil {
+			fl.waiters++
 			s.mu.Unlock()
 			select {
 			case <-fl.done:
