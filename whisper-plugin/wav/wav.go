@@ -30,11 +30,14 @@ import (
 // a bad-input failure; any other error is an I/O error.
 var ErrFormat = errors.New("wav: bad or unsupported audio")
 
-// Limits on what a header may claim.
+// Limits on what a file may hold.
 const (
 	MaxChannels   = 64
 	MinSampleRate = 1000
 	MaxSampleRate = 768000
+	// MaxFrames bounds the decoded length (2^28 frames: 1 GiB of float32
+	// samples; 4.6 hours at 16 kHz, 1.5 hours at 48 kHz).
+	MaxFrames = 1 << 28
 )
 
 // Encoding is the sample encoding of a WAV stream.
@@ -298,6 +301,9 @@ func (d *decoder) readData(f Format, n int64) (*Audio, error) {
 	frames := n / align
 	if frames == 0 {
 		return nil, fmt.Errorf("%w: no audio samples", ErrFormat)
+	}
+	if frames > MaxFrames {
+		return nil, fmt.Errorf("%w: %d frames is longer than the limit of %d", ErrFormat, frames, MaxFrames)
 	}
 	out := make([]float32, 0, frames)
 	conv := sampleReader(f)

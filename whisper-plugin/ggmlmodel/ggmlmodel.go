@@ -1,0 +1,333 @@
+// Package ggmlmodel writes small random-weight whisper models in whisper.cpp's
+// legacy ggml file format, so that tests and the supervisor's dev mode can
+// run a real whisper.cpp without downloading anything. It is pure Go (no
+// cgo) and deterministic: the same [Params] always give the same bytes.
+//
+// The file layout is the one whisper.cpp's whisper_model_load reads:
+//
+//	u32 magic "ggml" (0x67676d6c)
+//	i32 hparams: n_vocab n_audio_ctx n_audio_state n_audio_head n_audio_layer
+//	             n_text_ctx n_text_state n_text_head n_text_layer n_mels ftype
+//	i32 n_mel, i32 n_fft, f32 filters[n_mel*n_fft]     (log-mel filterbank)
+//	i32 n_words, then per word: u32 len, bytes          (text vocabulary)
+//	tensors until EOF: i32 n_dims, i32 name_len, i32 type,
+//	             i32 ne[n_dims] (fastest first), name, data
+//
+// A model with n_vocab ≥ 51865 is multilingual (language and translate
+// tokens exist); 51864 makes it English-only. whisper.cpp names the special
+// tokens itself when the vocabulary holds fewer words than n_vocab, so only
+// the text tokens are written.
+//
+// The weights are random, so transcripts are gibberish made of the
+// vocabulary's syllables; what the model is for is exercising the whole
+// engine (mel front end, encoder, decoder, timestamps, fallbacks) the same
+// way a real model does.
+package ggmlmodel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+)
+
+// Params are the hyper-parameters of a generated model. They are written to
+// the file header, which is where whisper.cpp takes them from.
+type Params struct {
+	Vocab      int // 51865 multilingual, 51864 English-only
+	AudioCtx   int // encoder positions (1500 = 30 s of audio)
+	AudioState int
+	AudioHead  int
+	AudioLayer int
+	TextCtx    int // decoder positions
+	TextState  int // must equal AudioState
+	TextHead   int
+	TextLayer  int
+	Mels       int    // 80 (128 for large-v3)
+	Seed       uint64 // varies the weights
+}
+
+// TinyParams are the parameters of the "tiny-whisper" test model: the real
+// audio geometry (80 mels, 30 s windows, multilingual vocabulary) with a
+// 64-wide, two-layer encoder and decoder. The file is about 7.5 MB.
+func TinyParams() Params {
+	return Params{
+		Vocab: 51865, AudioCtx: 1500, AudioState: 64, AudioHead: 1, AudioLayer: 2,
+		TextCtx: 448, TextState: 64, TextHead: 1, TextLayer: 2, Mels: 80, Seed: 1,
+	}
+}
+
+// WriteTinyWhisper writes the "tiny-whisper" model ([TinyParams]) to w.
+func WriteTinyWhisper(w io.Writer) error { return Write(w, TinyParams()) }
+
+// The fixed geometry of whisper's front end and vocabulary.
+const (
+	sampleRate     = 16000
+	nFFT           = 400
+	nFreq          = nFFT/2 + 1
+	textTokens     = 50257 // tokens before <|endoftext|> in the multilingual vocabulary
+	minVocab       = 51864
+	ftypeMostlyF16 = 1 // GGML_FTYPE_MOSTLY_F16
+	typeF32        = 0 // GGML_TYPE_F32
+	typeF16        = 1 // GGML_TYPE_F16
+	fileMagic      = 0x67676d6c
+)
+
+func (p Params) validate() error {
+	switch {
+	case p.Vocab < minVocab || p.Vocab > 51866:
+		return fmt.Errorf("ggmlmodel: vocab %d (want 51864..51866)", p.Vocab)
+	case p.AudioState != p.TextState:
+		return fmt.Errorf("ggmlmodel: audio state %d != text state %d", p.AudioState, p.TextState)
+	case p.AudioState <= 0 || p.AudioHead <= 0 || p.AudioState%p.AudioHead != 0:
+		return fmt.Errorf("ggmlmodel: audio state %d not divisible into %d heads", p.AudioState, p.AudioHead)
+	case p.TextHead <= 0 || p.TextState%p.TextHead != 0:
+		return fmt.Errorf("ggmlmodel: text state %d not divisible into %d heads", p.TextState, p.TextHead)
+	case p.AudioLayer <= 0 || p.TextLayer <= 0 || p.AudioCtx <= 0 || p.TextCtx <= 0 || p.Mels <= 0:
+		return fmt.Errorf("ggmlmodel: non-positive size in %+v", p)
+	case p.AudioState%2 != 0:
+		return fmt.Errorf("ggmlmodel: audio state %d must be even (sinusoidal positions)", p.AudioState)
+	}
+	return nil
+}
+
+// Write writes a model with parameters p to w. It fails only on invalid
+// parameters or a write error.
+func Write(w io.Writer, p Params) error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	fw := &fileWriter{w: bufio.NewWriterSize(w, 1<<20), seed: p.Seed}
+	fw.i32(fileMagic)
+	for _, v := range []int{p.Vocab, p.AudioCtx, p.AudioState, p.AudioHead, p.AudioLayer,
+		p.TextCtx, p.TextState, p.TextHead, p.TextLayer, p.Mels, ftypeMostlyF16} {
+		fw.i32(int32(v))
+	}
+	fw.i32(int32(p.Mels))
+	fw.i32(nFreq)
+	for _, v := range MelFilters(p.Mels) {
+		fw.f32(v)
+	}
+	words := Vocabulary()
+	if p.Vocab == minVocab { // English-only: <|endoftext|> is token 50256
+		words = words[:textTokens-1]
+	}
+	fw.i32(int32(len(words)))
+	for _, word := range words {
+		fw.i32(int32(len(word)))
+		fw.bytes([]byte(word))
+	}
+	writeTensors(fw, p)
+	if fw.err != nil {
+		return fmt.Errorf("ggmlmodel: writing model: %w", fw.err)
+	}
+	if err := fw.w.Flush(); err != nil {
+		return fmt.Errorf("ggmlmodel: writing model: %w", err)
+	}
+	return nil
+}
+
+// writeTensors writes every tensor whisper.cpp expects, typed as its loader
+// wants them for ftype F16: matrices and convolution kernels F16, vectors,
+// biases and positional embeddings F32.
+func writeTensors(fw *fileWriter, p Params) {
+	s := p.AudioState
+	fw.tensor("encoder.positional_embedding", typeF32, []int{s, p.AudioCtx}, sinusoids(p.AudioCtx, s))
+	fw.random("encoder.conv1.weight", typeF16, []int{3, p.Mels, s}, 1/math.Sqrt(float64(3*p.Mels)))
+	fw.random("encoder.conv1.bias", typeF32, []int{1, s}, 0.02)
+	fw.random("encoder.conv2.weight", typeF16, []int{3, s, s}, 1/math.Sqrt(float64(3*s)))
+	fw.random("encoder.conv2.bias", typeF32, []int{1, s}, 0.02)
+	fw.constant("encoder.ln_post.weight", []int{s}, 1)
+	fw.constant("encoder.ln_post.bias", []int{s}, 0)
+	for i := range p.AudioLayer {
+		block(fw, fmt.Sprintf("encoder.blocks.%d.", i), s, false)
+	}
+	fw.random("decoder.positional_embedding", typeF32, []int{s, p.TextCtx}, 0.1)
+	fw.random("decoder.token_embedding.weight", typeF16, []int{s, p.Vocab}, 1)
+	fw.constant("decoder.ln.weight", []int{s}, 1)
+	fw.constant("decoder.ln.bias", []int{s}, 0)
+	for i := range p.TextLayer {
+		block(fw, fmt.Sprintf("decoder.blocks.%d.", i), s, true)
+	}
+}
+
+// block writes one residual attention block; decoder blocks also have
+// cross-attention.
+func block(fw *fileWriter, prefix string, s int, cross bool) {
+	lin := 1 / math.Sqrt(float64(s))
+	attn := func(name string) {
+		fw.constant(prefix+name+"_ln.weight", []int{s}, 1)
+		fw.constant(prefix+name+"_ln.bias", []int{s}, 0)
+		fw.random(prefix+name+".query.weight", typeF16, []int{s, s}, lin)
+		fw.random(prefix+name+".query.bias", typeF32, []int{s}, 0.02)
+		fw.random(prefix+name+".key.weight", typeF16, []int{s, s}, lin)
+		fw.random(prefix+name+".value.weight", typeF16, []int{s, s}, lin)
+		fw.random(prefix+name+".value.bias", typeF32, []int{s}, 0.02)
+		fw.random(prefix+name+".out.weight", typeF16, []int{s, s}, lin)
+		fw.random(prefix+name+".out.bias", typeF32, []int{s}, 0.02)
+	}
+	attn("attn")
+	if cross {
+		attn("cross_attn")
+	}
+	fw.constant(prefix+"mlp_ln.weight", []int{s}, 1)
+	fw.constant(prefix+"mlp_ln.bias", []int{s}, 0)
+	fw.random(prefix+"mlp.0.weight", typeF16, []int{s, 4 * s}, lin)
+	fw.random(prefix+"mlp.0.bias", typeF32, []int{4 * s}, 0.02)
+	fw.random(prefix+"mlp.2.weight", typeF16, []int{4 * s, s}, 1/math.Sqrt(float64(4*s)))
+	fw.random(prefix+"mlp.2.bias", typeF32, []int{s}, 0.02)
+}
+
+// sinusoids are whisper's encoder positions: row t holds sin(t·f_k) for the
+// first half of the channels and cos(t·f_k) for the second.
+func sinusoids(length, channels int) []float32 {
+	half := channels / 2
+	inc := math.Log(10000) / float64(max(1, half-1))
+	out := make([]float32, length*channels)
+	for t := range length {
+		for k := range half {
+			a := float64(t) * math.Exp(-inc*float64(k))
+			out[t*channels+k] = float32(math.Sin(a))
+			out[t*channels+half+k] = float32(math.Cos(a))
+		}
+	}
+	return out
+}
+
+// fileWriter writes little-endian values and remembers the first error.
+type fileWriter struct {
+	w    *bufio.Writer
+	seed uint64
+	err  error
+	buf  [8]byte
+}
+
+func (f *fileWriter) bytes(b []byte) {
+	if f.err == nil {
+		_, f.err = f.w.Write(b)
+	}
+}
+
+func (f *fileWriter) i32(v int32) {
+	binary.LittleEndian.PutUint32(f.buf[:4], uint32(v))
+	f.bytes(f.buf[:4])
+}
+
+func (f *fileWriter) f32(v float32) {
+	binary.LittleEndian.PutUint32(f.buf[:4], math.Float32bits(v))
+	f.bytes(f.buf[:4])
+}
+
+func (f *fileWriter) f16(v float32) {
+	binary.LittleEndian.PutUint16(f.buf[:2], float16(v))
+	f.bytes(f.buf[:2])
+}
+
+func (f *fileWriter) header(name string, typ int32, ne []int) {
+	f.i32(int32(len(ne)))
+	f.i32(int32(len(name)))
+	f.i32(typ)
+	for _, n := range ne {
+		f.i32(int32(n))
+	}
+	f.bytes([]byte(name))
+}
+
+func (f *fileWriter) tensor(name string, typ int32, ne []int, data []float32) {
+	f.header(name, typ, ne)
+	for _, v := range data {
+		if typ == typeF16 {
+			f.f16(v)
+		} else {
+			f.f32(v)
+		}
+	}
+}
+
+func (f *fileWriter) constant(name string, ne []int, v float32) {
+	f.header(name, typeF32, ne)
+	for range count(ne) {
+		f.f32(v)
+	}
+}
+
+// random writes a tensor of values uniform in [-scale, scale), drawn from a
+// generator seeded by the model seed and the tensor's name, so that one
+// tensor's values do not depend on the others' sizes.
+func (f *fileWriter) random(name string, typ int32, ne []int, scale float64) {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	rng := splitmix{state: h.Sum64() ^ f.seed*0x9E3779B97F4A7C15}
+	f.header(name, typ, ne)
+	for range count(ne) {
+		v := float32((rng.float64()*2 - 1) * scale)
+		if typ == typeF16 {
+			f.f16(v)
+		} else {
+			f.f32(v)
+		}
+	}
+}
+
+func count(ne []int) int {
+	n := 1
+	for _, v := range ne {
+		n *= v
+	}
+	return n
+}
+
+// splitmix is SplitMix64: tiny, fast and fully specified, so the generated
+// files are stable across Go releases (math/rand's streams are not promised).
+type splitmix struct{ state uint64 }
+
+func (s *splitmix) next() uint64 {
+	s.state += 0x9E3779B97F4A7C15
+	z := s.state
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}
+
+// float64 returns a value in [0, 1).
+func (s *splitmix) float64() float64 { return float64(s.next()>>11) / (1 << 53) }
+
+// float16 converts f to IEEE 754 half precision, rounding to nearest even.
+func float16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23&0xff) - 127 + 15
+	man := b & 0x7fffff
+	switch {
+	case b&0x7fffffff == 0:
+		return sign
+	case b>>23&0xff == 0xff: // Inf or NaN
+		if man != 0 {
+			return sign | 0x7e00
+		}
+		return sign | 0x7c00
+	case exp >= 0x1f: // overflow
+		return sign | 0x7c00
+	case exp <= 0: // subnormal or zero in half precision
+		if exp < -10 {
+			return sign
+		}
+		man |= 0x800000
+		shift := uint32(14 - exp)
+		half := man >> shift
+		rem := man & (1<<shift - 1)
+		mid := uint32(1) << (shift - 1)
+		if rem > mid || (rem == mid && half&1 == 1) {
+			half++
+		}
+		return sign | uint16(half)
+	}
+	half := uint32(exp)<<10 | man>>13
+	rem := man & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && half&1 == 1) {
+		half++ // may carry into the exponent, which is still correct
+	}
+	return sign | uint16(half)
+}
