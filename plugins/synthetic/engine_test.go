@@ -182,7 +182,7 @@ func mustRun(t testing.TB, r *plugins.RunRequest) *recorder {
 }
 
 // writeWAV writes secs seconds of silent 16 kHz mono PCM to a file in dir.
-func writeWAV(t *testing.T, dir, name string, secs float64, fill byte) string {
+func writeWAV(t testing.TB, dir, name string, secs float64, fill byte) string {
 	t.Helper()
 	var b bytes.Buffer
 	n := uint32(secs * 16000 * 2)

@@ -140,7 +140,10 @@ func (pic *picture) Bounds() image.Rectangle { return image.Rect(0, 0, pic.p.w, 
 // Opaque tells both encoders they need not store alpha.
 func (pic *picture) Opaque() bool { return true }
 
-func (pic *picture) At(x, y int) color.Color {
+func (pic *picture) At(x, y int) color.Color { return pic.NRGBAAt(x, y) }
+
+// NRGBAAt is At without boxing the colour; the WebP encoder uses it.
+func (pic *picture) NRGBAAt(x, y int) color.NRGBA {
 	if !(image.Point{x, y}.In(pic.Bounds())) {
 		return color.NRGBA{}
 	}

@@ -83,15 +83,19 @@ func inspectAudio(j *job, path string) (string, float64, error) {
 	}
 	size := uint64(st.Size())
 	h := sha256.New()
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, 64<<10)
 	for done := uint64(0); ; {
-		if err := j.progress(done, size, "byte"); err != nil {
+		if done%(1<<20) == 0 { // every MiB
+			if err := j.progress(done, size, "byte"); err != nil {
+				return "", 0, err
+			}
+		} else if err := j.check(); err != nil {
 			return "", 0, err
 		}
-		n, err := f.Read(buf)
+		n, err := io.ReadFull(f, buf)
 		h.Write(buf[:n])
 		done += uint64(n)
-		if err == io.EOF {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
 		}
 		if err != nil {

@@ -34,7 +34,9 @@ const flushSize = 64 << 10
 // never holds more than a small buffer of encoded bytes, so m may be a
 // procedural image larger than memory would comfortably hold.
 //
-// If m has an Opaque() bool method that reports true, the alpha channel is
+// If m has an NRGBAAt(x, y int) color.NRGBA method, as *image.NRGBA does,
+// Encode reads pixels through it. If m has an Opaque() bool method that
+// reports true, the alpha channel is
 // not stored (every pixel decodes with alpha 255). Pixels are stored
 // non-premultiplied, as the format requires.
 //
@@ -97,10 +99,17 @@ func Encode(w io.Writer, m image.Image) error {
 	return nil
 }
 
-// pixelAt returns the non-premultiplied colour at (x, y), reading
-// *image.NRGBA directly because that is the common case.
+// nrgbaImage is an image that can return a pixel without boxing it in a
+// color.Color, as *image.NRGBA can.
+type nrgbaImage interface {
+	image.Image
+	NRGBAAt(x, y int) color.NRGBA
+}
+
+// pixelAt returns the non-premultiplied colour at (x, y), without an
+// allocation when m is an nrgbaImage.
 func pixelAt(m image.Image, x, y int) color.NRGBA {
-	if n, ok := m.(*image.NRGBA); ok {
+	if n, ok := m.(nrgbaImage); ok {
 		return n.NRGBAAt(x, y)
 	}
 	return color.NRGBAModel.Convert(m.At(x, y)).(color.NRGBA)
