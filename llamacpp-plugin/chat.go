@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/stokerhq/stoker/plugins"
+)
+
+// genParams is one generation on a resident model.
+type genParams struct {
+	prompt    []int32 // tokens, BOS included
+	maxTokens int     // tokens to generate at most (>= 1)
+	nCtx      int     // KV-cache size
+	threads   int
+	temp      float32 // <= 0: greedy
+	topP      float32 // 0 or >= 1: off
+	seed      uint32
+	grammar   string // GBNF with a "root" rule; "" for none
+}
+
+// genResult is what a generation did.
+type genResult struct {
+	tokens int    // tokens generated (the end-of-generation token excluded)
+	finish string // "stop" (end token or stop string) or "length"
+}
+
+// errStop is returned by a token callback to end generation normally
+// (a stop string was found).
+var errStop = errors.New("stop")
+
+// chat runs one llm job on a resident model and reports its result.
+func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, grammar string, ev plugins.Events) error {
+	task := req.Task.LLM
+	start := e.now()
+	msgs := task.Messages
+	if task.System != "" {
+		msgs = append([]plugins.Message{{Role: "system", Content: task.System}}, msgs...)
+	}
+	prompt, err := ent.m.applyTemplate(msgs)
+	if err != nil {
+		return err
+	}
+	tokens, err := ent.m.tokenize(prompt)
+	if err != nil {
+		return err
+	}
+	nCtx := contextSize(req.Defaults.ContextSize, ent.m.nCtxTrain())
+	if len(tokens) >= nCtx {
+		return plugins.Errorf(plugins.ErrBadInput, "prompt of %d tokens does not fit the context of %d tokens", len(tokens), nCtx)
+	}
+	p := genParams{
+		prompt:    tokens,
+		maxTokens: clampMaxTokens(task.MaxTokens, nCtx-len(tokens)),
+		nCtx:      nCtx,
+		threads:   e.threads,
+		temp:      task.Temperature,
+		grammar:   grammar,
+		seed:      seedOf(task.Seed),
+	}
+	if task.TopP != nil {
+		p.topP = *task.TopP
+	}
+
+	var out []byte
+	stops := slices.DeleteFunc(slices.Clone(task.Stop), func(s string) bool { return s == "" })
+	var lastProgress = start
+	res, err := ent.m.generate(ctx, p, func(tok int32, piece []byte) error {
+		prev := len(out)
+		out = append(out, piece...)
+		if i := findStop(out, prev, stops); i >= 0 {
+			out = out[:i]
+			return errStop
+		}
+		if now := e.now(); now.Sub(lastProgress) >= e.progressEvery {
+			lastProgress = now
+			// A failed send means the receiver is gone: stop generating.
+			if err := ev.Progress(0, uint64(p.maxTokens), "token"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return errCancelled(ctx.Err())
+		}
+		return err
+	}
+	_ = ev.Progress(uint64(res.tokens), uint64(p.maxTokens), "token")
+	body, err := chatCompletion(req.Model, out, res, len(tokens), e.now().Sub(start).Milliseconds())
+	if err != nil {
+		return err
+	}
+	return ev.Result(body)
+}
+
+// clampMaxTokens bounds maxTokens to [1, room]; 0 means the spec default 512.
+func clampMaxTokens(maxTokens uint32, room int) int {
+	n := int(maxTokens)
+	if maxTokens == 0 {
+		n = 512
+	}
+	return max(1, min(n, room))
+}
+
+// seedOf maps the task seed to llama.cpp's 32-bit seed; no seed means a
+// fresh random one (LLAMA_DEFAULT_SEED).
+func seedOf(seed *uint64) uint32 {
+	if seed == nil {
+		return 0xFFFFFFFF
+	}
+	s := uint32(*seed ^ *seed>>32)
+	if s == 0xFFFFFFFF { // would mean "random"
+		s = 0xFFFFFFFE
+	}
+	return s
+}
+
+// findStop returns the index in out where the first stop string ends the
+// text, looking only at matches that end after prev (text before prev was
+// checked already), or -1.
+func findStop(out []byte, prev int, stops []string) int {
+	best := -1
+	for _, s := range stops {
+		from := max(0, prev-len(s)+1)
+		if i := bytes.Index(out[from:], []byte(s)); i >= 0 {
+			if at := from + i; best < 0 || at < best {
+				best = at
+			}
+		}
+	}
+	return best
+}
+
+// chatCompletion renders the spec §7.2 result.
+func chatCompletion(model string, out []byte, res genResult, promptTokens int, elapsedMs int64) ([]byte, error) {
+	content, reasoning, found := splitThink(string(out))
+	msg := message{Role: "assistant", Content: content}
+	if found {
+		msg.ReasoningContent = &reasoning
+	}
+	body, err := json.Marshal(completion{
+		Object:  "chat.completion",
+		Model:   model,
+		Choices: []choice{{Index: 0, Message: msg, FinishReason: res.finish}},
+		Usage: usage{
+			PromptTokens:     promptTokens,
+			CompletionTokens: res.tokens,
+			TotalTokens:      promptTokens + res.tokens,
+		},
+		ElapsedMs: elapsedMs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	return body, nil
+}
+
+type completion struct {
+	Object    string   `json:"object"`
+	Model     string   `json:"model"`
+	Choices   []choice `json:"choices"`
+	Usage     usage    `json:"usage"`
+	ElapsedMs int64    `json:"elapsed_ms"`
+}
+
+type choice struct {
+	Index        int     `json:"index"`
+	Message      message `json:"message"`
+	FinishReason string  `json:"finish_reason"`
+}
+
+type message struct {
+	Role             string  `json:"role"`
+	Content          string  `json:"content"`
+	ReasoningContent *string `json:"reasoning_content,omitempty"`
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// splitThink splits a leading reasoning block from text. It recognises
+// "<think>…</think>" at the start (after whitespace), an unclosed
+// "<think>…" (generation ran out: all of it is reasoning), and a bare
+// "…</think>" (templates that open the block in the prompt, such as Qwen3's).
+// Both parts are trimmed; found reports whether a block was present.
+func splitThink(text string) (content, reasoning string, found bool) {
+	const open, closing = "<think>", "</think>"
+	t := strings.TrimLeft(text, " \t\r\n")
+	if rest, ok := strings.CutPrefix(t, open); ok {
+		r, c, closed := strings.Cut(rest, closing)
+		if !closed {
+			return "", strings.TrimSpace(rest), true
+		}
+		return strings.TrimSpace(c), strings.TrimSpace(r), true
+	}
+	if r, c, ok := strings.Cut(t, closing); ok && !strings.Contains(r, open) {
+		return strings.TrimSpace(c), strings.TrimSpace(r), true
+	}
+	return strings.TrimSpace(text), "", false
+}
