@@ -1,0 +1,412 @@
+package studio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/supervisor/internal/backoff"
+	"github.com/stokerhq/stoker/supervisor/internal/logship"
+	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+	"github.com/stokerhq/stoker/supervisor/internal/secret"
+)
+
+// JobRunner is implemented by the job runner (package jobs). The session
+// never knows about engines.
+type JobRunner interface {
+	// Admit is called for an offer after the paused and busy checks and
+	// claim validation, before accept. A non-nil error rejects the offer
+	// with err.Error() as reason (no code), e.g. when no plugin serves
+	// modelSource.engine or the engine is quarantined. It must not block.
+	Admit(claim *protocol.JobOfferClaim) error
+	// RunJob runs an accepted job to its end. The session calls it on a
+	// goroutine of its own after a successful accept send, with
+	// currentJobId set. It must report exactly one terminal outcome through
+	// rep (R5). When RunJob returns, the session clears currentJobId and
+	// releases the busy slot. ctx is cancelled only when the agent shuts
+	// down (Run's ctx), not when the socket drops: an in-flight job keeps
+	// running (§5.2 step 8).
+	RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep Reporter)
+}
+
+// Reporter delivers one job's terminal outcome over the session that
+// accepted it (and, for binary results, HTTP). Its WebSocket sends fail with
+// ErrSessionClosed once that session has ended; they never go out on a
+// later session, where the studio would not know the job (R7).
+type Reporter interface {
+	// CompleteJSON sends completeJson. result must be a JSON object or
+	// array; prompt is the full prompt (§7.4). A send failure is the job's
+	// failure: no fail frame can follow on a dead socket.
+	CompleteJSON(ctx context.Context, result json.RawMessage, prompt string) error
+	// Upload posts the binary result as §7.1 multipart (parts prompt, ext,
+	// image; filename <jobId>.<ext>; part content type from ext), streamed,
+	// with 2 extra attempts on 5xx and transport errors, pausing 1 s ×
+	// attempt (ctx-aware), and none on 4xx. open is called once per attempt
+	// and returns a fresh reader of the bytes. Failure is an *UploadError
+	// (or ctx's error); the runner then decides to Fail.
+	Upload(ctx context.Context, ext, prompt string, open func() (io.ReadCloser, error)) error
+	// Fail sends fail with the message and retryability.
+	Fail(ctx context.Context, message string, retryable bool) error
+}
+
+// Config configures a Client. Zero durations mean the spec's defaults
+// (§11), given in parentheses; tests shorten them.
+type Config struct {
+	// BaseURL is api_base_url (§1.2).
+	BaseURL string
+	// WorkerID and AuthToken are the approved credentials.
+	WorkerID  string
+	AuthToken secret.Value
+	// Credentials, when set, is asked before every connect instead of
+	// WorkerID/AuthToken, so the session can start before approval: an
+	// empty answer means "not yet", and Run waits (I-8).
+	Credentials func() (workerID string, token secret.Value)
+	// ReconnectAttempts is ws_reconnect_attempts: consecutive failed
+	// attempts before Run gives up; 0 means forever (default, LATER).
+	ReconnectAttempts int
+	// Capabilities is called for hello and for every heartbeat (LATER live
+	// rebuild; it must be cheap, I-9). The session sets AutoEnabled from
+	// the pause flag. Required.
+	Capabilities func() protocol.WorkerCapabilities
+	// Jobs admits and runs offers. Required.
+	Jobs JobRunner
+	// Logs is shipped in logBatch frames after welcome; nil ships nothing.
+	Logs *logship.Queue
+	// Logger receives the session's lines (named "ws"); default discards.
+	Logger hclog.Logger
+	// HTTPClient is used for uploads (default: 60 s timeout).
+	HTTPClient *http.Client
+
+	HeartbeatInterval time.Duration // (5s)
+	LogFlushInterval  time.Duration // (1s)
+	ReadIdleTimeout   time.Duration // no application frame for this long ⇒ dead (20s, I-4)
+	ConnectTimeout    time.Duration // TCP+TLS+upgrade (15s, I-6)
+	CloseTimeout      time.Duration // sending the close frame (5s, I-6)
+	// WriteTimeout bounds every frame write; a write that cannot finish is
+	// a dead socket (default 10s).
+	WriteTimeout   time.Duration
+	BackoffBase    time.Duration // (1s)
+	BackoffMax     time.Duration // (30s)
+	CredentialWait time.Duration // poll for missing credentials (1s)
+	// UploadRetryPause is the pause unit between upload attempts (1s).
+	UploadRetryPause time.Duration
+	// MaxFrameBytes caps a frame from the studio; a larger one is a
+	// protocol error (default 16 MiB).
+	MaxFrameBytes int64
+}
+
+// DefaultMaxFrameBytes is the default cap on a frame from the studio.
+const DefaultMaxFrameBytes = 16 << 20
+
+func (c *Config) setDefaults() error {
+	if c.Capabilities == nil {
+		return errors.New("studio: no capabilities")
+	}
+	if c.Jobs == nil {
+		return errors.New("studio: no job runner")
+	}
+	if _, err := protocol.HTTPURL(c.BaseURL, protocol.RouteRegisterRequest); err != nil {
+		return fmt.Errorf("studio: %w", err)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatInterval, protocol.HeartbeatInterval)
+	def(&c.LogFlushInterval, protocol.LogFlushInterval)
+	def(&c.ReadIdleTimeout, protocol.ReadIdleTimeout)
+	def(&c.ConnectTimeout, protocol.ConnectTimeout)
+	def(&c.CloseTimeout, protocol.CloseFrameTimeout)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.BackoffBase, protocol.BackoffBase)
+	def(&c.BackoffMax, protocol.BackoffMax)
+	def(&c.CredentialWait, protocol.CredentialWaitPoll)
+	def(&c.UploadRetryPause, protocol.UploadRetryPause)
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: protocol.HTTPTimeout}
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return nil
+}
+
+// State is where the client's outer loop stands.
+type State int
+
+// States of the outer loop.
+const (
+	StateIdle               State = iota // Run not called yet
+	StateWaitingCredentials              // no worker id / token yet (I-8)
+	StateConnecting                      // dialling and upgrading
+	StateAwaitingWelcome                 // hello sent
+	StateWelcomed                        // session live
+	StateBackoff                         // waiting before the next attempt
+	StateStopped                         // Run returned after ctx ended
+	StateAuthFailed                      // Run returned ErrAuthFailed
+	StateFatal                           // Run returned a *FatalError
+	StateGaveUp                          // Run returned ErrReconnectLimit
+)
+
+// String returns the state's name.
+func (s State) String() string {
+	switch s {
+	case StateIdle:
+		return "idle"
+	case StateWaitingCredentials:
+		return "waiting for credentials"
+	case StateConnecting:
+		return "connecting"
+	case StateAwaitingWelcome:
+		return "awaiting welcome"
+	case StateWelcomed:
+		return "welcomed"
+	case StateBackoff:
+		return "backing off"
+	case StateStopped:
+		return "stopped"
+	case StateAuthFailed:
+		return "auth failed"
+	case StateFatal:
+		return "fatal"
+	case StateGaveUp:
+		return "gave up"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// Status is a snapshot for the local status page.
+type Status struct {
+	State State
+	// Since is when State was entered.
+	Since time.Time
+	// Connected is true from the upgrade to the end of the session;
+	// Welcomed from welcome to the end of the session.
+	Connected bool
+	Welcomed  bool
+	WorkerID  string
+	// Attempt is the consecutive failed attempt count (0 once welcomed).
+	Attempt int
+	// NextAttempt is when a backoff ends (zero when not backing off).
+	NextAttempt time.Time
+	// LastError describes how the last session ended (never a secret).
+	LastError string
+	// ServerTime is the welcome's serverTime, as text (§4.2.1).
+	ServerTime string
+	// CurrentJobID is the accepted job now running, if any.
+	CurrentJobID string
+	Paused       bool
+	// Sessions counts sessions that reached welcome.
+	Sessions int
+}
+
+// Client is the worker's studio session. Create it with New and call Run
+// once; SetPaused, Paused and Status may be called from any goroutine.
+type Client struct {
+	cfg    Config
+	log    hclog.Logger
+	policy backoff.Policy
+
+	paused atomic.Bool
+	// busy is the one job slot (I-10), reserved by CAS in the offer
+	// handler and released when the job goroutine ends.
+	busy atomic.Bool
+	ran  atomic.Bool
+	// jobs counts job goroutines; Run waits for them before returning.
+	jobs sync.WaitGroup
+
+	mu     sync.Mutex // guards status
+	status Status
+}
+
+// New checks cfg, applies defaults and returns a client. It starts nothing.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg: cfg,
+		log: cfg.Logger.Named("ws"),
+		policy: backoff.Policy{
+			Base:        cfg.BackoffBase,
+			Max:         cfg.BackoffMax,
+			MaxAttempts: cfg.ReconnectAttempts,
+		},
+	}
+	c.status = Status{State: StateIdle, Since: time.Now()}
+	return c, nil
+}
+
+// SetPaused sets the runtime pause flag (§9.2; never persisted). While
+// paused, heartbeats carry autoEnabled:false and offers are rejected with
+// code paused; a running job is not interrupted. The agent's SIGTERM drain
+// calls SetPaused(true) to stop taking offers.
+func (c *Client) SetPaused(p bool) {
+	if c.paused.Swap(p) != p {
+		if p {
+			c.log.Info("worker paused by operator; offers will be rejected")
+		} else {
+			c.log.Info("worker resumed by operator")
+		}
+	}
+}
+
+// Paused reports the pause flag.
+func (c *Client) Paused() bool { return c.paused.Load() }
+
+// Status returns a snapshot of the session state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.status
+	s.Paused = c.paused.Load()
+	return s
+}
+
+func (c *Client) update(f func(*Status)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.status)
+}
+
+func (c *Client) setState(st State) {
+	c.update(func(s *Status) {
+		if s.State != st {
+			s.State, s.Since = st, time.Now()
+		}
+	})
+}
+
+func (c *Client) currentJob() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status.CurrentJobID
+}
+
+func (c *Client) setCurrentJob(id string) { c.update(func(s *Status) { s.CurrentJobID = id }) }
+
+// capabilities returns a fresh snapshot with AutoEnabled from the pause flag.
+func (c *Client) capabilities() protocol.WorkerCapabilities {
+	caps := c.cfg.Capabilities()
+	caps.AutoEnabled = !c.paused.Load()
+	return caps
+}
+
+func (c *Client) credentials() (string, secret.Value) {
+	if c.cfg.Credentials != nil {
+		return c.cfg.Credentials()
+	}
+	return c.cfg.WorkerID, c.cfg.AuthToken
+}
+
+// Run holds the session until ctx ends or the studio forbids reconnecting
+// (§5.1). It returns nil when ctx ends, an error wrapping ErrAuthFailed on
+// an auth failure, a *FatalError on duplicate_worker / worker_deleted, and
+// an error wrapping ErrReconnectLimit when ReconnectAttempts (if non-zero)
+// consecutive attempts failed. In every case Run returns only after every
+// job it started has returned (their ctx is Run's ctx). Run may be called
+// only once.
+func (c *Client) Run(ctx context.Context) error {
+	if c.ran.Swap(true) {
+		return errors.New("studio: Run called twice")
+	}
+	err := c.loop(ctx)
+	if ctx.Err() == nil && err != nil {
+		c.log.Error("studio session stopped for good", "error", err)
+	}
+	if id := c.currentJob(); id != "" {
+		c.log.Info("waiting for the running job to finish", "job", id)
+	}
+	c.jobs.Wait()
+	return err
+}
+
+func (c *Client) loop(ctx context.Context) error {
+	attempt := 0
+	waitingLogged := false
+	for {
+		if ctx.Err() != nil {
+			c.setState(StateStopped)
+			return nil
+		}
+		workerID, token := c.credentials()
+		if workerID == "" || token.IsZero() {
+			if !waitingLogged {
+				c.log.Info("waiting for operator approval before opening the session")
+				waitingLogged = true
+			}
+			c.setState(StateWaitingCredentials)
+			sleep(ctx, c.cfg.CredentialWait)
+			continue
+		}
+		waitingLogged = false
+
+		out := c.runSession(ctx, workerID, token)
+		c.update(func(s *Status) {
+			s.Connected, s.Welcomed = false, false
+			if out.err != nil {
+				s.LastError = out.err.Error()
+			}
+		})
+		switch out.kind {
+		case outStopped:
+			c.setState(StateStopped)
+			return nil
+		case outAuthFailed:
+			c.setState(StateAuthFailed)
+			return fmt.Errorf("%w: %v", ErrAuthFailed, out.err)
+		case outFatal:
+			c.setState(StateFatal)
+			return out.err
+		}
+		if out.welcomed && !out.keepBackoff {
+			attempt = 0 // I-7
+		}
+		attempt++
+		if c.policy.Exhausted(attempt) {
+			c.setState(StateGaveUp)
+			c.log.Error("giving up after reconnect attempts", "attempts", attempt-1)
+			return fmt.Errorf("%w after %d attempts: %v", ErrReconnectLimit, attempt-1, out.err)
+		}
+		d := c.policy.Delay(attempt)
+		c.log.Warn(fmt.Sprintf("disconnected; reconnect attempt %d in %dms", attempt, d.Milliseconds()), "cause", errString(out.err))
+		c.update(func(s *Status) {
+			s.Attempt = attempt
+			s.NextAttempt = time.Now().Add(d)
+		})
+		c.setState(StateBackoff)
+		sleep(ctx, d)
+		c.update(func(s *Status) { s.NextAttempt = time.Time{} })
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,214 @@
+package studio
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+	"github.com/stokerhq/stoker/supervisor/internal/secret"
+)
+
+// reporter is the Reporter of one job, bound to the session that accepted
+// it and to the credentials of that session.
+type reporter struct {
+	c        *Client
+	s        *session
+	jobID    string
+	workerID string
+	token    secret.Value
+	log      hclog.Logger
+
+	mu       sync.Mutex // serialises terminal reports; guards reported
+	reported bool
+}
+
+var _ Reporter = (*reporter)(nil)
+
+func (c *Client) newReporter(s *session, jobID string, log hclog.Logger) *reporter {
+	return &reporter{c: c, s: s, jobID: jobID, workerID: s.workerID, token: s.token, log: log}
+}
+
+func (r *reporter) isReported() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reported
+}
+
+// CompleteJSON implements Reporter.
+func (r *reporter) CompleteJSON(ctx context.Context, result json.RawMessage, prompt string) error {
+	if !isJSONContainer(result) {
+		return errors.New("complete json: result is not a JSON object or array")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reported {
+		return ErrAlreadyReported
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("complete json: %w", err)
+	}
+	if err := r.s.send(protocol.CompleteJSON{JobID: r.jobID, Result: result, Prompt: prompt}); err != nil {
+		// I-11: never "completed"; no fail frame can follow on this socket.
+		r.log.Error("json result send failed; the job is lost to this session", "error", err)
+		return err
+	}
+	r.reported = true
+	r.log.Info("json result sent")
+	return nil
+}
+
+// Fail implements Reporter.
+func (r *reporter) Fail(ctx context.Context, message string, retryable bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reported {
+		return ErrAlreadyReported
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fail: %w", err)
+	}
+	if err := r.s.send(protocol.Fail{JobID: r.jobID, Error: message, Retryable: retryable}); err != nil {
+		r.log.Error("failed to notify studio of job failure", "error", err)
+		return err
+	}
+	r.reported = true
+	r.log.Info("job failure reported", "retryable", retryable)
+	return nil
+}
+
+var extPattern = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
+
+// Upload implements Reporter.
+func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (io.ReadCloser, error)) error {
+	ext = strings.TrimPrefix(ext, ".")
+	if !extPattern.MatchString(ext) {
+		return fmt.Errorf("upload result: bad extension %q", ext)
+	}
+	u, err := protocol.HTTPURL(r.c.cfg.BaseURL, protocol.RouteComplete(r.workerID, r.jobID))
+	if err != nil {
+		return fmt.Errorf("upload result: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reported {
+		return ErrAlreadyReported
+	}
+	var last *UploadError
+	for attempt := 1; ; attempt++ {
+		status, body, err := r.uploadOnce(ctx, u, ext, prompt, open)
+		if err == nil && status/100 == 2 {
+			r.reported = true
+			r.log.Info("binary upload ok", "attempts", attempt)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("upload result: %w", ctx.Err())
+		}
+		last = &UploadError{Status: status, Body: body, Attempts: attempt, Err: err}
+		var oe openError
+		retry := !errors.As(err, &oe) && (status == 0 || status >= 500)
+		if !retry || attempt > protocol.UploadRetries {
+			r.log.Error("binary upload failed", "error", last)
+			return last
+		}
+		pause := r.c.cfg.UploadRetryPause * time.Duration(attempt)
+		r.log.Warn("binary upload failed; retrying", "error", last, "retry_in", pause)
+		if !sleep(ctx, pause) {
+			return fmt.Errorf("upload result: %w", ctx.Err())
+		}
+	}
+}
+
+// openError marks a failure to open the result (local, not retried).
+type openError struct{ err error }
+
+func (e openError) Error() string { return "open result: " + e.err.Error() }
+func (e openError) Unwrap() error { return e.err }
+
+var quoteEscaper = strings.NewReplacer("\\", "\\\\", `"`, "\\\"", "\r", "", "\n", "")
+
+// uploadOnce makes one streamed multipart POST (§7.1): parts prompt, ext,
+// image, in that order. The body is produced on a goroutine through a pipe
+// and is never held in memory; the goroutine has ended when uploadOnce
+// returns.
+func (r *reporter) uploadOnce(ctx context.Context, u, ext, prompt string, open func() (io.ReadCloser, error)) (int, string, error) {
+	src, err := open()
+	if err != nil {
+		return 0, "", openError{err}
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	writeDone := make(chan error, 1)
+	go func() {
+		defer src.Close()
+		err := writeMultipart(mw, ext, prompt, protocol.ResultFileName(r.jobID, ext), src)
+		pw.CloseWithError(err)
+		writeDone <- err
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, pr)
+	if err != nil {
+		pr.CloseWithError(err)
+		<-writeDone
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer "+r.token.Reveal())
+	resp, err := r.c.cfg.HTTPClient.Do(req)
+	// Whatever happened, stop the writer (a no-op if it finished) and wait.
+	pr.CloseWithError(errUploadDone)
+	werr := <-writeDone
+	if err != nil {
+		var oe openError
+		if errors.As(werr, &oe) {
+			return 0, "", werr
+		}
+		return 0, "", fmt.Errorf("post result: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBodyInLog))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	return resp.StatusCode, strings.TrimSpace(string(b)), nil
+}
+
+var errUploadDone = errors.New("upload finished")
+
+func writeMultipart(mw *multipart.Writer, ext, prompt, filename string, src io.Reader) error {
+	if err := mw.WriteField(protocol.PartPrompt, prompt); err != nil {
+		return err
+	}
+	if err := mw.WriteField(protocol.PartExt, ext); err != nil {
+		return err
+	}
+	h := make(textproto.MIMEHeader)
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="%s"; filename="%s"`, protocol.PartFile, quoteEscaper.Replace(filename)))
+	h.Set("Content-Type", protocol.ContentTypeForExt(ext))
+	part, err := mw.CreatePart(h)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(part, src); err != nil {
+		return openError{fmt.Errorf("read result: %w", err)}
+	}
+	return mw.Close()
+}
+
+func isJSONContainer(b json.RawMessage) bool {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || (t[0] != '{' && t[0] != '[') {
+		return false
+	}
+	return json.Valid(t)
+}
