@@ -1,6 +1,7 @@
 package models
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -49,7 +50,7 @@ func newOrigin(t testing.TB) *origin {
 // serveBytes serves b at path with Range support, like a CDN.
 func (o *origin) serveBytes(path string, b []byte) {
 	o.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(b)))
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 	})
 }
 
