@@ -1,0 +1,129 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	enginev1 "github.com/stokerhq/stoker/proto/engine/v1"
+)
+
+// grpcServer serves an Engine inside the plugin process.
+type grpcServer struct {
+	enginev1.UnimplementedEngineServiceServer
+	impl Engine
+}
+
+func (s *grpcServer) Describe(ctx context.Context, _ *enginev1.DescribeRequest) (*enginev1.DescribeResponse, error) {
+	d, err := s.impl.Describe(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "describe: %v", err)
+	}
+	return describeToProto(d), nil
+}
+
+func (s *grpcServer) Run(req *enginev1.RunRequest, stream enginev1.EngineService_RunServer) error {
+	ctx := stream.Context()
+	r, err := runRequestFromProto(req)
+	if err != nil {
+		return stream.Send(errorEvent(Errorf(ErrBadInput, "%v", err)))
+	}
+	ev := &serverEvents{stream: stream}
+	runErr := s.impl.Run(ctx, r, ev)
+	ev.close()
+	if runErr != nil {
+		return stream.Send(errorEvent(AsJobError(runErr)))
+	}
+	return stream.Send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Done{Done: &enginev1.Done{}}})
+}
+
+func (s *grpcServer) ListResident(ctx context.Context, _ *enginev1.ListResidentRequest) (*enginev1.ListResidentResponse, error) {
+	mm, ok := s.impl.(ModelManager)
+	if !ok {
+		return &enginev1.ListResidentResponse{}, nil
+	}
+	models, err := mm.Resident(ctx)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "resident: %v", err)
+	}
+	return residentToProto(models), nil
+}
+
+func (s *grpcServer) Unload(ctx context.Context, req *enginev1.UnloadRequest) (*enginev1.UnloadResponse, error) {
+	if mm, ok := s.impl.(ModelManager); ok {
+		if err := mm.Unload(ctx, req.GetModel()); err != nil {
+			return nil, status.Errorf(codes.Internal, "unload %q: %v", req.GetModel(), err)
+		}
+	}
+	return &enginev1.UnloadResponse{}, nil
+}
+
+func errorEvent(e *JobError) *enginev1.RunResponse {
+	return &enginev1.RunResponse{Event: &enginev1.RunResponse_Error{Error: &enginev1.JobError{
+		Kind: string(e.Kind), Message: e.Error(),
+	}}}
+}
+
+// errRunOver is returned by Events methods called after Run returned.
+var errRunOver = errors.New("plugins: event after Run returned")
+
+// serverEvents sends a run's events on its stream. A gRPC stream must not be
+// sent on from two goroutines at once, and engines may report from several,
+// so sends are serialised.
+type serverEvents struct {
+	mu     sync.Mutex // guards stream sends and done
+	stream enginev1.EngineService_RunServer
+	done   bool
+}
+
+func (e *serverEvents) send(r *enginev1.RunResponse) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.done {
+		return errRunOver
+	}
+	if err := e.stream.Send(r); err != nil {
+		return fmt.Errorf("send event: %w", err)
+	}
+	return nil
+}
+
+func (e *serverEvents) close() {
+	e.mu.Lock()
+	e.done = true
+	e.mu.Unlock()
+}
+
+func (e *serverEvents) Progress(step, total uint64, unit string) error {
+	return e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Progress{Progress: &enginev1.Progress{
+		Step: step, Total: total, Unit: unit,
+	}}})
+}
+
+func (e *serverEvents) Log(level, message string) error {
+	return e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Log{Log: &enginev1.LogLine{
+		Level: level, Message: message,
+	}}})
+}
+
+func (e *serverEvents) Output(ext string, p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), maxChunk)
+		err := e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Output{Output: &enginev1.OutputChunk{
+			Ext: ext, Data: p[:n],
+		}}})
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+func (e *serverEvents) Result(json []byte) error {
+	return e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Result{Result: &enginev1.JsonResult{Json: json}}})
+}

@@ -1,0 +1,148 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/hashicorp/go-plugin/runner"
+)
+
+// ExitStatus is how a plugin process ended.
+type ExitStatus struct {
+	// Code is the exit code, or -1 when the process was killed by a signal.
+	Code int
+	// Signal names the signal that killed the process ("SIGSEGV"), or "".
+	Signal string
+	// Err is the wait error as os/exec reported it.
+	Err error
+}
+
+func (s ExitStatus) String() string {
+	if s.Signal != "" {
+		return "killed by " + s.Signal
+	}
+	return "exited with code " + strconv.Itoa(s.Code)
+}
+
+// process is a go-plugin runner that starts the plugin in its own process
+// group with a parent-death signal (see proc_linux.go), kills the whole
+// group, and tells the host the moment the process is gone and how it
+// ended. go-plugin's own runner offers neither.
+type process struct {
+	cmd    *exec.Cmd
+	stdout io.ReadCloser
+	stderr io.ReadCloser
+	exited chan struct{} // closed once Wait has returned
+
+	mu     sync.Mutex // guards status
+	status ExitStatus
+}
+
+var _ runner.Runner = (*process)(nil)
+
+func newProcess(path string, args []string, env []string) (*process, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Env = env
+	cmd.SysProcAttr = sysProcAttr()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	return &process{cmd: cmd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}, nil
+}
+
+func (p *process) Start(context.Context) error { return p.cmd.Start() }
+
+func (p *process) Wait(context.Context) error {
+	err := p.cmd.Wait()
+	st := ExitStatus{Code: -1, Err: err}
+	if ps := p.cmd.ProcessState; ps != nil {
+		st.Code = ps.ExitCode()
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			st.Signal = signalName(ws.Signal())
+		}
+	}
+	p.mu.Lock()
+	p.status = st
+	p.mu.Unlock()
+	close(p.exited)
+	return err
+}
+
+// Kill kills the plugin's whole process group, so helpers it spawned die
+// with it. Calling it more than once is fine.
+func (p *process) Kill(context.Context) error {
+	if p.cmd.Process == nil {
+		return nil
+	}
+	if err := killGroup(p.cmd.Process.Pid); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill plugin %d: %w", p.cmd.Process.Pid, err)
+	}
+	return nil
+}
+
+func (p *process) exitStatus() ExitStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+func (p *process) Stdout() io.ReadCloser { return p.stdout }
+func (p *process) Stderr() io.ReadCloser { return p.stderr }
+func (p *process) Name() string          { return p.cmd.Path }
+
+func (p *process) ID() string {
+	if p.cmd.Process == nil {
+		return ""
+	}
+	return strconv.Itoa(p.cmd.Process.Pid)
+}
+
+func (p *process) Diagnose(context.Context) string {
+	return "the plugin may be built for another architecture, miss a shared library, lack the execute bit, or not speak the stoker handshake; run it by hand to see its own message"
+}
+
+func (p *process) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+func (p *process) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGSEGV:
+		return "SIGSEGV"
+	case syscall.SIGABRT:
+		return "SIGABRT"
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGBUS:
+		return "SIGBUS"
+	case syscall.SIGILL:
+		return "SIGILL"
+	case syscall.SIGFPE:
+		return "SIGFPE"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	case syscall.SIGTRAP:
+		return "SIGTRAP"
+	}
+	return "signal " + strconv.Itoa(int(s))
+}

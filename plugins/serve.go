@@ -1,0 +1,40 @@
+package plugins
+
+import (
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+)
+
+// EnvLogLevel names the environment variable through which the supervisor
+// passes its log level to plugins.
+const EnvLogLevel = "STOKER_PLUGIN_LOG_LEVEL"
+
+// Serve serves e as an engine plugin over go-plugin's gRPC transport. It is
+// meant to be the last call of a plugin's main: it blocks until the host
+// disconnects or kills the plugin, then exits the process.
+func Serve(e Engine) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: pluginSet(e),
+		GRPCServer:       plugin.DefaultGRPCServer,
+		Logger:           NewLogger("plugin"),
+	})
+}
+
+// NewLogger returns the logger a plugin should use: hclog writing JSON to
+// stderr, at the level the supervisor asked for (info by default). The
+// supervisor re-levels each line into its own log under the plugin's name.
+func NewLogger(name string) hclog.Logger {
+	level := hclog.LevelFromString(os.Getenv(EnvLogLevel))
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      level,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+}
