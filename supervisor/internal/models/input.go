@@ -3,6 +3,7 @@ package models
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,6 +55,9 @@ func (k InputKind) isImage() bool {
 // dir.
 func (s *Store) FetchInput(ctx context.Context, rawURL string, kind InputKind, dir string) (string, error) {
 	p, err := s.fetchInput(ctx, rawURL, kind, dir)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("input not fetched within %s: %w", s.cfg.InputTimeout, err)
+	}
 	if err != nil {
 		return "", &Error{Op: "input", URL: redactURL(rawURL), File: kind.String(), Err: err}
 	}

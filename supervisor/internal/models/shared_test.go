@@ -3,6 +3,7 @@ package models
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -189,4 +190,83 @@ func waitChan(t testing.TB, ch <-chan struct{}, what string) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("timed out waiting for %s", what)
 	}
+}
+
+func TestWaiterTakesOverWhenLeaderIsCancelled(t *testing.T) {
+	data := randomBytes(1<<20, 14)
+	o := newOrigin(t)
+	g := newGate(data)
+	o.mux.Handle("/w.gguf", g)
+	s := openStore(t, testConfig(t))
+	f := File{URL: o.URL + "/w.gguf", Filename: "w.gguf", SHA256: sha(data)}
+
+	leaderCtx, cancelLeader := context.WithCancel(context.Background())
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, err := s.Fetch(leaderCtx, "m", []File{f})
+		leaderErr <- err
+	}()
+	waitChan(t, g.arrived, "the leader's request")
+
+	type result struct {
+		got []Local
+		err error
+	}
+	waiter := make(chan result, 1)
+	go func() {
+		got, err := s.Fetch(context.Background(), "m", []File{f})
+		waiter <- result{got, err}
+	}()
+	dst := filepath.Join(s.Root(), "m", "w.gguf")
+	waitFor(t, 10*time.Second, "a caller waiting on the download", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		fl := s.flights[dst]
+		return fl != nil && fl.waiters == 1
+	})
+	cancelLeader() // the leader's job is cancelled
+	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader: got %v, want context.Canceled", err)
+	}
+	waitChan(t, g.arrived, "the waiter's own request")
+	close(g.release)
+	r := <-waiter
+	if r.err != nil || r.got[0].Path != dst {
+		t.Fatalf("waiter: got (%v, %v), want (%s, nil)", r.got, r.err, dst)
+	}
+}
+
+func TestFetchOverallTimeout(t *testing.T) {
+	o := newOrigin(t)
+	o.mux.HandleFunc("/w.gguf", func(w http.ResponseWriter, r *http.Request) {
+		// A trickle: never idle long enough to stall, never done.
+		w.Header().Set("Content-Length", "1000000")
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+				w.Write([]byte{'x'})
+				w.(http.Flusher).Flush()
+			}
+		}
+	})
+	cfg := testConfig(t)
+	cfg.ModelTimeout = 300 * time.Millisecond
+	cfg.IdleTimeout = 5 * time.Second
+	s := openStore(t, cfg)
+	_, err := s.Fetch(context.Background(), "m", []File{{URL: o.URL + "/w.gguf", Filename: "w.gguf"}})
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStalled) {
+		t.Fatalf("Fetch: got %v, want the overall deadline", err)
+	}
+	var merr *Error
+	if !errors.As(err, &merr) || !merr.Retryable() {
+		t.Errorf("Fetch: got %v, want a retryable *Error", err)
+	}
+	if got := cacheFiles(t, s.Root()); len(got) != 0 {
+		t.Errorf("cache after failure: got %q, want nothing", got)
+	}
+	t.Logf("error: %v", err)
 }

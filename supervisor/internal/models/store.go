@@ -43,9 +43,13 @@ type Store struct {
 
 // flight is one download that other callers in the process wait for.
 type flight struct {
-	done    chan struct{} // closed when err is set
-	err     error
-	waiters int // guarded by Store.mu; callers waiting on done (tests watch it)
+	done chan struct{} // closed when err and abandoned are set
+	err  error
+	// abandoned: the leader's own caller went away (its context ended), so
+	// the failure says nothing about the file and a waiter should try
+	// itself.
+	abandoned bool
+	waiters   int // guarded by Store.mu; callers waiting on done (tests watch it)
 }
 
 // Open returns a Store for cfg.Root, creating the directory if needed. It
@@ -131,10 +135,13 @@ func (s *Store) Acquire(ctx context.Context, model string, files []File) ([]Loca
 				Err: refusedf("sha256 %q is not 64 hex digits", f.SHA256)}
 		}
 	}
+	lease := &Lease{}
+	if len(files) == 0 {
+		return nil, lease, nil
+	}
 	if err := os.MkdirAll(filepath.Join(s.root, dir), 0o755); err != nil {
 		return nil, nil, &Error{Op: "fetch", Err: err}
 	}
-	lease := &Lease{}
 	locals := make([]Local, 0, len(files))
 	for _, f := range files {
 		p, err := s.acquireOne(ctx, dir, f, lease)
@@ -184,7 +191,7 @@ func (s *Store) acquireOne(ctx context.Context, dir string, f File, lease *Lease
 			case <-ctx.Done():
 				return "", ctx.Err()
 			}
-			if fl.err != nil && !(errors.Is(fl.err, context.Canceled) && ctx.Err() == nil) {
+			if fl.err != nil && !fl.abandoned {
 				return "", fl.err
 			}
 			continue
@@ -198,7 +205,7 @@ func (s *Store) acquireOne(ctx context.Context, dir string, f File, lease *Lease
 		s.mu.Lock()
 		delete(s.flights, dst)
 		s.mu.Unlock()
-		fl.err = err
+		fl.err, fl.abandoned = err, ctx.Err() != nil
 		close(fl.done)
 		if err != nil {
 			return "", err
@@ -284,7 +291,11 @@ func (s *Store) fill(ctx context.Context, dir string, f File, dst string) error 
 	if s.cfg.MaxBytes > 0 && f.ApproxBytes > 0 {
 		s.evict(int64(f.ApproxBytes))
 	}
-	return s.download(ctx, dctx, dir, f, dst)
+	err = s.download(ctx, dctx, dir, f, dst)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("download not done within %s: %w", s.cfg.ModelTimeout, err)
+	}
+	return err
 }
 
 // touch records a use of p by setting its access time, leaving the
