@@ -331,8 +331,6 @@ func TestRejectOtherCountsAndMovesOn(t *testing.T) {
 	id := submit(t, s, "synthetic-llm", llmTask)
 	expect[protocol.Offer](a)
 	a.send(protocol.Reject{JobID: id, Reason: "cannot serve llm"})
-	b.send(protocol.Heartbeat{Capabilities: caps(protocol.KindLLM)})
-	expect[protocol.HeartbeatAck](b)
 	if o := expect[protocol.Offer](b); o.Claim.JobID != id {
 		t.Fatalf("got %q, want %q on the other worker", o.Claim.JobID, id)
 	}
