@@ -27,3 +27,13 @@ func pluginSet(impl Engine) map[int]plugin.PluginSet {
 		ContractVersion: {pluginName: &grpcPlugin{impl: impl}},
 	}
 }
+
+// PluginMap returns the go-plugin plugin set that serves impl under
+// [PluginName]. Hosts and plugins never need it ([Launch] and [Serve] use
+// it); it is exported for harnesses such as plugintest that connect an
+// engine through go-plugin's in-process test connection. What such a
+// connection dispenses implements [Engine] and [ModelManager].
+func PluginMap(impl Engine) plugin.PluginSet { return pluginSet(impl)[ContractVersion] }
+
+// PluginName is the name the engine is dispensed under.
+const PluginName = pluginName

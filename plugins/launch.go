@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -140,6 +141,10 @@ func (p *Plugin) Kill() {
 	}
 }
 
+// goSignal finds the signal in a Go runtime crash line such as
+// "SIGSEGV: segmentation violation" or "fatal error: unexpected signal".
+var goSignal = regexp.MustCompile(`^(SIG[A-Z]+): `)
+
 // crashGrace is how long Run waits, after the stream broke, for the process
 // to be reaped so the report can carry its exit status. A dead process
 // closes its socket and is reaped within microseconds; the bound only
@@ -167,6 +172,14 @@ func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
 	st := p.ExitStatus()
 	je.ExitCode, je.Signal, je.StderrTail = st.Code, st.Signal, p.StderrTail()
 	je.Message = fmt.Sprintf("plugin %s crashed mid-job: %s", filepath.Base(p.path), st)
+	if h := p.tail.Headline(); h != "" {
+		// A Go plugin catches fatal signals itself, prints the cause and
+		// exits with code 2; name the signal from its own words.
+		if m := goSignal.FindStringSubmatch(h); m != nil && je.Signal == "" {
+			je.Signal = m[1]
+		}
+		je.Message += ": " + h
+	}
 	if oomAfter, ok := oomKillCount(); st.Signal == "SIGKILL" && oomKnown && ok && oomAfter > oomBefore {
 		je.Kind = ErrOutOfMemory
 		je.Message = fmt.Sprintf("plugin %s was killed by the kernel's OOM killer mid-job", filepath.Base(p.path))

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"bytes"
+	"regexp"
 	"sync"
 )
 
@@ -13,7 +14,16 @@ type stderrTail struct {
 	next  int        // index the next line goes to once the ring is full
 	part  []byte     // an unterminated line
 	max   int
+	// headline is the first line that announced a crash ("panic: ...",
+	// "fatal error: ...", "SIGSEGV: segmentation violation"): a crashing
+	// Go plugin prints a long goroutine dump after it, which would push
+	// the cause out of the kept tail.
+	headline string
 }
+
+// crashHeadline matches the line a Go runtime or a C library prints when
+// the process is about to die.
+var crashHeadline = regexp.MustCompile(`^(panic: |fatal error: |SIG[A-Z]+: |Segmentation fault|Aborted|terminate called)`)
 
 // maxLineBytes bounds one kept line so a plugin printing megabytes without
 // a newline cannot grow the supervisor's memory.
@@ -50,6 +60,9 @@ func (t *stderrTail) pushLocked(line string) {
 	if line == "" {
 		return
 	}
+	if t.headline == "" && crashHeadline.MatchString(line) {
+		t.headline = line
+	}
 	if len(t.lines) < t.max {
 		t.lines = append(t.lines, line)
 		return
@@ -70,4 +83,11 @@ func (t *stderrTail) Lines() []string {
 		out = append(out, string(t.part))
 	}
 	return out
+}
+
+// Headline returns the first crash line seen, or "".
+func (t *stderrTail) Headline() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.headline
 }
