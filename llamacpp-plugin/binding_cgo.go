@@ -18,8 +18,11 @@ static void stoker_log_cb(enum ggml_log_level level, const char *text, void *ud)
 }
 
 static void stoker_log_init(void) {
-	llama_backend_init();
 	llama_log_set(stoker_log_cb, NULL);
+	// Builds with GGML_BACKEND_DL (a farm's multi-backend build) load their
+	// backends here; for linked-in backends it finds nothing more to load.
+	ggml_backend_load_all();
+	llama_backend_init();
 }
 
 // stoker_abort is a cancellation flag shared with llama.cpp's abort and

@@ -2,6 +2,8 @@ package models
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"os"
@@ -35,27 +37,44 @@ func BenchmarkFetch(b *testing.B) {
 			b.StartTimer()
 		}
 	})
-	b.Run("plain-io.Copy", func(b *testing.B) {
-		b.SetBytes(size)
-		dst := filepath.Join(s.Root(), "plain.bin")
-		for i := 0; i < b.N; i++ {
-			resp, err := cfg.HTTPClient.Get(f.URL)
-			if err != nil {
-				b.Fatal(err)
+	// The references: a plain copy, then with what the store adds to it.
+	plain := func(name string, hashIt, syncIt bool) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(size)
+			dst := filepath.Join(s.Root(), "plain.bin")
+			for i := 0; i < b.N; i++ {
+				resp, err := cfg.HTTPClient.Get(f.URL)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, err := os.Create(dst)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var w io.Writer = out
+				h := sha256.New()
+				if hashIt {
+					w = io.MultiWriter(out, h)
+				}
+				n, err := io.Copy(w, resp.Body)
+				resp.Body.Close()
+				if err == nil && syncIt {
+					err = out.Sync()
+				}
+				out.Close()
+				if err != nil || n != size || resp.StatusCode != http.StatusOK {
+					b.Fatalf("copy: %d bytes, status %d, %v", n, resp.StatusCode, err)
+				}
+				if hashIt && hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+					b.Fatal("sha256 differs")
+				}
+				b.StopTimer()
+				os.Remove(dst)
+				b.StartTimer()
 			}
-			out, err := os.Create(dst)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.Copy(out, resp.Body)
-			resp.Body.Close()
-			out.Close()
-			if err != nil || n != size || resp.StatusCode != http.StatusOK {
-				b.Fatalf("copy: %d bytes, status %d, %v", n, resp.StatusCode, err)
-			}
-			b.StopTimer()
-			os.Remove(dst)
-			b.StartTimer()
-		}
-	})
+		})
+	}
+	plain("plain-io.Copy", false, false)
+	plain("io.Copy+sha256", true, false)
+	plain("io.Copy+sha256+fsync", true, true)
 }

@@ -220,7 +220,7 @@ func (s *session) awaitWelcome(ctx context.Context, events <-chan event) (outcom
 		case <-ctx.Done():
 			return outcome{kind: outStopped}, false
 		case <-s.broken:
-			return outcome{kind: outDisconnected, err: s.brokenErr}, false
+			return s.afterBroken(events), false
 		case ev := <-events:
 			if ev.err != nil {
 				return s.readFailure(ev.err), false
@@ -248,7 +248,7 @@ func (s *session) dispatch(ctx context.Context, events <-chan event) outcome {
 		case <-ctx.Done():
 			return outcome{kind: outStopped}
 		case <-s.broken:
-			return outcome{kind: outDisconnected, err: s.brokenErr}
+			return s.afterBroken(events)
 		case ev := <-events:
 			if ev.err != nil {
 				return s.readFailure(ev.err)
@@ -269,6 +269,33 @@ func (s *session) dispatch(ctx context.Context, events <-chan event) outcome {
 			default:
 				s.log.Warn("ignoring unexpected frame from studio", "type", protocol.TypeOf(f))
 			}
+		}
+	}
+}
+
+// brokenGrace is how long a failed write waits for the reader's account of
+// the same failure (a close code decides between reconnecting and stopping;
+// a write error alone cannot tell).
+const brokenGrace = time.Second
+
+// afterBroken decides the outcome after a write failed: the reader's next
+// event if it comes within brokenGrace (an error frame or close code it had
+// not delivered yet), else a plain disconnect.
+func (s *session) afterBroken(events <-chan event) outcome {
+	t := time.NewTimer(min(brokenGrace, s.c.cfg.ReadIdleTimeout))
+	defer t.Stop()
+	for {
+		select {
+		case ev := <-events:
+			if ev.err != nil {
+				return s.readFailure(ev.err)
+			}
+			if f, ok := ev.frame.(protocol.Error); ok {
+				return s.errorFrame(f)
+			}
+			// Any other frame is of no use on a socket that cannot send.
+		case <-t.C:
+			return outcome{kind: outDisconnected, err: s.brokenErr}
 		}
 	}
 }
@@ -374,6 +401,11 @@ func (s *session) send(f protocol.Frame) error {
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.c.cfg.WriteTimeout))
 	if err := s.conn.WriteMessage(websocket.TextMessage, data); err != nil {
+		if errors.Is(err, websocket.ErrCloseSent) {
+			// The reader got the studio's close frame and echoed it; it
+			// reports the close code, which decides the outcome.
+			return fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
+		}
 		err = fmt.Errorf("send %s: %w", protocol.TypeOf(f), err)
 		s.brokenOnce.Do(func() {
 			s.brokenErr = err

@@ -148,6 +148,7 @@ func TestOfferAcceptRunComplete(t *testing.T) {
 			break
 		}
 	}
+	w.waitIdle(t)
 	sc.send(t, offer("job-402"))
 	if a := nextOf[protocol.Accept](t, sc); a.JobID != "job-402" {
 		t.Fatalf("accept for %q, want job-402", a.JobID)

@@ -479,3 +479,10 @@ func llmClaim(id string) protocol.JobOfferClaim {
 func offer(id string) protocol.Offer { return protocol.Offer{Claim: llmClaim(id)} }
 
 var errTest = errors.New("test")
+
+// waitIdle waits until the job slot is free (released after RunJob
+// returns and currentJobId is cleared).
+func (w *worker) waitIdle(t *testing.T) {
+	t.Helper()
+	eventually(t, "the job slot to be released", func() bool { return !w.c.busy.Load() })
+}
