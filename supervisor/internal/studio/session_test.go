@@ -345,7 +345,9 @@ func TestReconnectingFaults(t *testing.T) {
 		{"close 1000", func(t *testing.T, sc *studioConn) {
 			sc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), deadline())
 		}},
-		{"malformed json", func(t *testing.T, sc *studioConn) { sc.sendRaw(t, websocket.TextMessage, []byte(`{"type":"offer","claim":`)) }},
+		{"malformed json", func(t *testing.T, sc *studioConn) {
+			sc.sendRaw(t, websocket.TextMessage, []byte(`{"type":"offer","claim":`))
+		}},
 		{"not an object", func(t *testing.T, sc *studioConn) { sc.sendRaw(t, websocket.TextMessage, []byte(`[1,2]`)) }},
 		{"known type missing field", func(t *testing.T, sc *studioConn) {
 			sc.sendRaw(t, websocket.TextMessage, []byte(`{"type":"completeAck"}`))
