@@ -130,6 +130,12 @@ func (s *Server) WaitWorker(ctx context.Context, id string, cond func(WorkerView
 	}
 }
 
+// WaitConnected blocks until worker id has a welcomed session (see
+// WaitWorker) and returns its snapshot.
+func (s *Server) WaitConnected(ctx context.Context, id string) (WorkerView, error) {
+	return s.WaitWorker(ctx, id, func(v WorkerView) bool { return v.Connected })
+}
+
 // Changed returns a channel closed at the next state change of the server
 // (a job, worker, session or registration changed). Take a snapshot after
 // receiving it, and call Changed again for the next one.
@@ -191,7 +197,8 @@ func (s *Server) eligibleLocked(ss *session, j *job) bool {
 // dispatchLocked offers queued jobs, oldest first, each to the
 // earliest-connected eligible session.
 func (s *Server) dispatchLocked() {
-	if s.closed {
+	s.advanceHeadLocked()
+	if s.closed || s.head == len(s.order) {
 		return
 	}
 	var cands []*session
@@ -209,7 +216,7 @@ func (s *Server) dispatchLocked() {
 		}
 		return cands[a].id < cands[b].id
 	})
-	for _, j := range s.order {
+	for _, j := range s.order[s.head:] {
 		if j.status != JobQueued {
 			continue
 		}
@@ -219,6 +226,14 @@ func (s *Server) dispatchLocked() {
 				break
 			}
 		}
+	}
+}
+
+// advanceHeadLocked moves s.head past the done jobs at the front of
+// s.order (done jobs never run again), so dispatch skips history.
+func (s *Server) advanceHeadLocked() {
+	for s.head < len(s.order) && s.order[s.head].status.Done() {
+		s.head++
 	}
 }
 

@@ -88,6 +88,7 @@ type Server struct {
 	listener net.Listener
 	jobs     map[string]*job
 	order    []*job // jobs by submission order
+	head     int    // order[:head] are all done (see advanceHeadLocked)
 	nextJob  int
 	workers  map[string]*worker
 	sessions map[*session]struct{} // every open session, welcomed or not
@@ -175,12 +176,14 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Start listens (on Config.Listener or Config.Addr) and serves in the
-// background; URL is valid once it returns. It does not block.
-func (s *Server) Start() error {
+// background until Close; URL is valid once it returns. ctx bounds only the
+// start (listening), not the server's life. It does not block.
+func (s *Server) Start(ctx context.Context) error {
 	l := s.cfg.Listener
 	if l == nil {
 		var err error
-		l, err = net.Listen("tcp", s.cfg.Addr)
+		var lc net.ListenConfig
+		l, err = lc.Listen(ctx, "tcp", s.cfg.Addr)
 		if err != nil {
 			return fmt.Errorf("devstudio: listen: %w", err)
 		}

@@ -1,6 +1,7 @@
 package devstudio
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
@@ -562,7 +563,7 @@ func TestCloseIsIdempotentAndClosesSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(); err != nil {
+	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	w := connect(t, s)
