@@ -15,7 +15,8 @@
 //   - audio_tts: a 16 kHz mono 16-bit PCM WAV of one short tone per letter
 //     or digit, with pauses at spaces and punctuation; Speed (0.25 to 4,
 //     0 meaning 1) scales its length, at most [MaxSpeechSeconds].
-//   - video: an animated GIF (extension "gif") of Seconds × FPS frames
+//   - video: an animated GIF (extension "gif") of Seconds × FPS frames,
+//     rounded up
 //     (FPS 0 means [DefaultFPS]; at most [MaxFPS] and [MaxFrames]; each side
 //     1 to [MaxVideoSide]). The task's default extension is mp4, which
 //     cannot be encoded without ffmpeg; the synthetic engine always returns

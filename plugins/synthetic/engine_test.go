@@ -356,6 +356,10 @@ func TestVideoDecodes(t *testing.T) {
 		{3, 12, 32, 32, 36, 8},
 		{0.1, 1, 1, 1, 1, 100},
 		{0.5, 50, 7, 3, 25, 2},
+		{0.3, 10, 8, 8, 3, 10},       // float32(0.3) × 10 is a hair above 3
+		{0.7, 3, 8, 8, 3, 33},        // 2.1 frames round up
+		{0.000001, 8, 8, 8, 1, 13},   // at least one frame
+		{60, 8, 2, 2, MaxFrames, 13}, // the most frames allowed
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%vs@%d/%dx%d", tt.secs, tt.fps, tt.w, tt.h), func(t *testing.T) {

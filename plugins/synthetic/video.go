@@ -34,7 +34,9 @@ func runVideo(j *job, t *plugins.VideoTask) error {
 	if fps > MaxFPS {
 		return badInput("video fps %d above the synthetic engine's %d", fps, MaxFPS)
 	}
-	n := math.Ceil(secs * float64(fps))
+	// Seconds arrives as a float32, so 0.3 s is 0.30000001 s; the
+	// tolerance keeps such noise from adding a frame.
+	n := max(1, math.Ceil(secs*float64(fps)-1e-3))
 	if n > MaxFrames {
 		return badInput("video of %v s at %d fps needs %v frames; the synthetic engine makes at most %d", t.Seconds, fps, n, MaxFrames)
 	}
