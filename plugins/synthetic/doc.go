@@ -16,18 +16,19 @@
 //     or digit, with pauses at spaces and punctuation; Speed (0.25 to 4,
 //     0 meaning 1) scales its length, at most [MaxSpeechSeconds].
 //   - video: an animated GIF (extension "gif") of Seconds × FPS frames,
-//     rounded up
-//     (FPS 0 means [DefaultFPS]; at most [MaxFPS] and [MaxFrames]; each side
-//     1 to [MaxVideoSide]). The task's default extension is mp4, which
-//     cannot be encoded without ffmpeg; the synthetic engine always returns
-//     gif and says so in the job log when another extension was asked for.
+//     rounded up (FPS 0 means [DefaultFPS]; at most [MaxFPS] and
+//     [MaxFrames]; each side 1 to [MaxVideoSide]). The task's default
+//     extension is mp4, which cannot be encoded without ffmpeg; the
+//     synthetic engine always returns gif and says so in the job log when
+//     another extension was asked for.
 //   - llm: an OpenAI-shaped chat.completion (spec §7.2) whose content is a
 //     sentence of words picked by the hash of the last message. Words stand
 //     in for tokens: MaxTokens cuts the answer (finish_reason "length") and
 //     Stop strings end it early (finish_reason "stop").
 //   - audio_stt: a whisper-shaped transcript {text, language, duration}
 //     (spec §7.2, without segments) whose words are picked by the hash of
-//     the input audio, with the duration read from its WAV header.
+//     the input audio, with the duration read from its WAV header (0 when
+//     the job has no audio file; a file that is not a WAV is bad input).
 //
 // It advertises only the synthetic model names of spec §8.1 and serves only
 // the "synthetic" engine id (spec §6.4), so the studio can never route a
