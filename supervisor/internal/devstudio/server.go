@@ -223,6 +223,7 @@ func (s *Server) bind(l net.Listener) error {
 	}
 	s.listener = l
 	s.baseURL = "http://" + l.Addr().String()
+	s.notifyLocked()
 	s.startOnce.Do(func() {
 		s.wg.Add(1)
 		go s.staleLoop()

@@ -2,6 +2,8 @@ package devstudio
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"testing"
 
@@ -578,5 +580,56 @@ func TestCloseIsIdempotentAndClosesSessions(t *testing.T) {
 	}
 	if _, err := s.Submit("synthetic", []byte(llmTask)); err == nil {
 		t.Error("Submit after Close: got nil, want an error")
+	}
+}
+
+func TestServeOnListener(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	for { // bind notifies Changed once the URL is set
+		ch := s.Changed()
+		if s.URL() != "" {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctxT(t).Done():
+			t.Fatal("server never bound")
+		}
+	}
+	w := connect(t, s, protocol.KindLLM)
+	if v, err := s.WaitConnected(ctxT(t), w.id); err != nil || !v.Connected {
+		t.Fatalf("WaitConnected: got %+v, %v", v, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve: got %v, want http.ErrServerClosed", err)
+	}
+}
+
+// BenchmarkJSONJobRoundTrip measures submit → offer → accept →
+// completeJson → completeAck through one worker session.
+func BenchmarkJSONJobRoundTrip(b *testing.B) {
+	s := newServer(b, Config{})
+	w := connect(b, s, protocol.KindLLM)
+	result := []byte(`{"object":"chat.completion"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		id := submit(b, s, "synthetic-llm", llmTask)
+		expect[protocol.Offer](w)
+		w.send(protocol.Accept{JobID: id})
+		w.send(protocol.CompleteJSON{JobID: id, Result: result, Prompt: "Say hello"})
+		expect[protocol.CompleteAck](w)
 	}
 }
