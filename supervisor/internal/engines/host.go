@@ -1,0 +1,323 @@
+package engines
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/supervisor/internal/backoff"
+)
+
+// Config configures a Host.
+type Config struct {
+	// Plugins are the plugin executables to run (see Discover).
+	Plugins []string
+	// Logger receives the host's lines and, under each plugin's name, the
+	// plugins' own. (default: discard)
+	Logger hclog.Logger
+	// Env is added to every plugin's environment.
+	Env []string
+	// StartTimeout bounds a plugin's launch and its first Describe; a
+	// plugin that misses it is killed and counted as a failed start.
+	// (default 10s)
+	StartTimeout time.Duration
+	// Restart is the backoff between relaunches of a plugin that keeps
+	// dying. The first relaunch after a quiet period is immediate.
+	// (default 100ms doubling to 10s)
+	Restart backoff.Policy
+	// Breaker is the crash-loop policy each plugin starts with (default 3
+	// crashes in 5 minutes quarantine a plugin for 1 minute).
+	Breaker Breaker
+	// StallTimeout fails a job whose plugin reports no event (progress,
+	// log, output) for this long, and kills the plugin. Per engine id in
+	// StallTimeouts; 0 means DefaultStallTimeout.
+	StallTimeout  time.Duration
+	StallTimeouts map[string]time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultStallTimeout is the stall window when none is configured. Engines
+// report progress every few seconds at most, so minutes of silence mean a
+// wedged plugin.
+const DefaultStallTimeout = 5 * time.Minute
+
+// Host runs the engine plugins. Its methods are safe for concurrent use.
+type Host struct {
+	cfg    Config
+	log    hclog.Logger
+	slots  []*slot
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // one per slot's supervise loop
+
+	changedCh chan struct{} // one-slot "a plugin changed state" notice
+
+	mu      sync.Mutex     // guards crashed
+	crashed map[string]int // job id → plugin instances it crashed in a row
+}
+
+// Start launches every configured plugin and returns once each has either
+// answered Describe or failed its first start (it keeps being retried in
+// the background). Close stops them all.
+func Start(ctx context.Context, cfg Config) (*Host, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	if cfg.Restart.Base == 0 {
+		cfg.Restart.Base = 100 * time.Millisecond
+	}
+	if cfg.Restart.Max == 0 {
+		cfg.Restart.Max = 10 * time.Second
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger.Named("engines"), crashed: map[string]int{}, changedCh: make(chan struct{}, 1)}
+	seen := map[string]bool{}
+	for _, path := range cfg.Plugins {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("engines: plugin %s: %w", path, err)
+		}
+		if seen[abs] {
+			continue
+		}
+		seen[abs] = true
+		s := &slot{host: h, path: abs, name: filepath.Base(abs), breaker: cfg.Breaker, firstDone: make(chan struct{})}
+		s.state = StateStarting
+		h.slots = append(h.slots, s)
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h.cancel = cancel
+	for _, s := range h.slots {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			s.supervise(loopCtx)
+		}()
+	}
+	for _, s := range h.slots {
+		select {
+		case <-s.firstDone:
+		case <-ctx.Done():
+			h.Close()
+			return nil, ctx.Err()
+		}
+	}
+	return h, nil
+}
+
+// Close kills every plugin and waits for their supervisors to finish. It
+// may be called more than once.
+func (h *Host) Close() error {
+	h.cancel()
+	h.wg.Wait()
+	return nil
+}
+
+// Changed returns a channel that receives after any plugin changed state
+// (became ready, crashed, was quarantined). Repeated changes collapse into
+// one pending notice.
+func (h *Host) Changed() <-chan struct{} { return h.changedCh }
+
+func (h *Host) notify() {
+	select {
+	case h.changedCh <- struct{}{}:
+	default:
+	}
+}
+
+// route returns the slot serving engine, or nil.
+func (h *Host) route(engine string) *slot {
+	for _, s := range h.slots {
+		if d := s.description(); d != nil && slices.Contains(d.Engines, engine) {
+			return s
+		}
+	}
+	return nil
+}
+
+// Check reports whether an offer for engine and kind should be taken now.
+// It refuses only what another node could serve better right now: an
+// engine whose plugin is quarantined or restarting. A job for an engine no
+// plugin serves is not refused here: it is accepted and failed loudly
+// (spec §6.4), as the reference worker does.
+func (h *Host) Check(engine string, kind plugins.TaskKind) error {
+	s := h.route(engine)
+	if s == nil {
+		return nil
+	}
+	st := s.status()
+	switch st.State {
+	case StateReady:
+		return nil
+	case StateQuarantined:
+		return fmt.Errorf("engine %s is quarantined after repeated crashes (until %s)", engine, st.QuarantinedUntil.Format(time.RFC3339))
+	case StateNotReady:
+		return fmt.Errorf("engine %s is not ready: %s", engine, st.LastError)
+	default:
+		return fmt.Errorf("engine %s is %s", engine, st.State)
+	}
+}
+
+// Offerings returns the task kinds and per-kind model ids that the ready,
+// healthy plugins serve now, for the advertised capabilities.
+func (h *Host) Offerings() map[plugins.TaskKind][]string {
+	out := map[plugins.TaskKind][]string{}
+	for _, s := range h.slots {
+		st := s.status()
+		if st.State != StateReady || st.Description == nil {
+			continue
+		}
+		for _, k := range st.Description.Kinds {
+			out[k] = append(out[k], st.Description.Models[k]...)
+		}
+	}
+	for k, m := range out {
+		slices.Sort(m)
+		out[k] = slices.Compact(m)
+	}
+	return out
+}
+
+// Status reports every plugin's state.
+func (h *Host) Status() []PluginStatus {
+	out := make([]PluginStatus, 0, len(h.slots))
+	for _, s := range h.slots {
+		out = append(out, s.status())
+	}
+	return out
+}
+
+// Run runs a job on the plugin serving req.Engine and blocks until it is
+// finished. The outcome is nil or a *plugins.JobError:
+//   - ErrNoEngine when no plugin serves the engine id (no fallback, I-13);
+//   - ErrUnsupported when the plugin does not serve the task's kind;
+//   - ErrCrashed / ErrOutOfMemory when the plugin died mid-job (it is
+//     relaunched), or ErrPoison when this job has now crashed two plugin
+//     instances in a row;
+//   - ErrStalled when the plugin reported nothing for the stall window (it
+//     is killed and relaunched);
+//   - whatever typed error the plugin returned.
+func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error {
+	s := h.route(req.Engine)
+	if s == nil {
+		return plugins.Errorf(plugins.ErrNoEngine, "no engine plugin serves %q on this worker", req.Engine)
+	}
+	p, d := s.current()
+	if p == nil || d == nil {
+		st := s.status()
+		return plugins.Errorf(plugins.ErrEngine, "engine %s is unavailable (%s): %s", req.Engine, st.State, st.LastError)
+	}
+	if !d.Ready {
+		return plugins.Errorf(plugins.ErrEngine, "engine %s is not ready: %s", req.Engine, d.NotReadyReason)
+	}
+	if !slices.Contains(d.Kinds, req.Task.Kind) {
+		return plugins.Errorf(plugins.ErrUnsupported, "cannot serve %s: plugin %s serves %v", req.Task.Kind, s.name, d.Kinds)
+	}
+	err := h.runWatched(ctx, s, p, req, ev)
+	je := plugins.AsJobError(err)
+	if je == nil {
+		h.forget(req.JobID)
+		return nil
+	}
+	switch je.Kind {
+	case plugins.ErrCrashed, plugins.ErrOutOfMemory, plugins.ErrStalled:
+		if n := h.recordCrash(req.JobID); n >= 2 {
+			return &plugins.JobError{
+				Kind:     plugins.ErrPoison,
+				Message:  fmt.Sprintf("poison job: it has now brought down %d %s plugin instances in a row; last: %s", n, s.name, je.Message),
+				ExitCode: je.ExitCode, Signal: je.Signal, StderrTail: je.StderrTail, Err: je,
+			}
+		}
+	default:
+		h.forget(req.JobID)
+	}
+	return je
+}
+
+// runWatched runs req on p under the stall watchdog: every event re-arms
+// it; when it fires, the plugin is killed (a wedged engine may not honour
+// cancellation) and the job fails as stalled.
+func (h *Host) runWatched(ctx context.Context, s *slot, p *plugins.Plugin, req *plugins.RunRequest, ev plugins.Events) error {
+	window := h.cfg.StallTimeout
+	if w, ok := h.cfg.StallTimeouts[req.Engine]; ok && w > 0 {
+		window = w
+	}
+	var stalled sync.Once
+	stallCh := make(chan struct{})
+	timer := time.AfterFunc(window, func() {
+		stalled.Do(func() { close(stallCh) })
+		h.log.Warn("job stalled; killing plugin", "plugin", s.name, "job_id", req.JobID, "window", window)
+		p.Kill()
+	})
+	defer timer.Stop()
+	err := p.Run(ctx, req, &watchedEvents{Events: ev, rearm: func() { timer.Reset(window) }})
+	select {
+	case <-stallCh:
+		je := plugins.AsJobError(err)
+		return &plugins.JobError{
+			Kind:       plugins.ErrStalled,
+			Message:    fmt.Sprintf("plugin %s reported no progress for %s; killed", s.name, window),
+			StderrTail: p.StderrTail(), Err: je,
+		}
+	default:
+		return err
+	}
+}
+
+// recordCrash counts a crash caused by jobID and returns its count. The
+// map is bounded: it only ever holds jobs whose last run crashed.
+func (h *Host) recordCrash(jobID string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.crashed) > 1024 {
+		clear(h.crashed)
+	}
+	h.crashed[jobID]++
+	return h.crashed[jobID]
+}
+
+func (h *Host) forget(jobID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.crashed, jobID)
+}
+
+// watchedEvents re-arms the stall watchdog on every event.
+type watchedEvents struct {
+	plugins.Events
+	rearm func()
+}
+
+func (w *watchedEvents) Progress(step, total uint64, unit string) error {
+	w.rearm()
+	return w.Events.Progress(step, total, unit)
+}
+
+func (w *watchedEvents) Log(level, message string) error {
+	w.rearm()
+	return w.Events.Log(level, message)
+}
+
+func (w *watchedEvents) Output(ext string, p []byte) error {
+	w.rearm()
+	return w.Events.Output(ext, p)
+}
+
+func (w *watchedEvents) Result(json []byte) error {
+	w.rearm()
+	return w.Events.Result(json)
+}

@@ -1,0 +1,178 @@
+package engines_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/plugins/plugintest"
+	"github.com/stokerhq/stoker/supervisor/internal/engines"
+)
+
+// The test binary doubles as a plugin (go-plugin's helperProcess pattern).
+const envServe = "STOKER_ENGINES_TEST_SERVE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envServe) != "" {
+		plugins.Serve(testEngine{})
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+type testEngine struct{}
+
+func (testEngine) Describe(context.Context) (*plugins.Description, error) {
+	return &plugins.Description{
+		Name: "hosttest", Version: "1", ContractVersion: plugins.ContractVersion,
+		Engines: []string{"hosttest"}, Kinds: []plugins.TaskKind{plugins.KindLLM},
+		Models: map[plugins.TaskKind][]string{plugins.KindLLM: {"hosttest-llm"}}, Ready: true,
+	}, nil
+}
+
+func (testEngine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error {
+	switch req.Task.Prompt() {
+	case "crash":
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	case "stall":
+		<-ctx.Done() // says nothing: the watchdog must act
+		return ctx.Err()
+	}
+	js, _ := json.Marshal(map[string]string{"pid": "ok"})
+	return ev.Result(js)
+}
+
+func startHost(t *testing.T, cfg engines.Config) *engines.Host {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Plugins = []string{exe}
+	cfg.Env = append(cfg.Env, envServe+"=1")
+	h, err := engines.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func llm(job, prompt string) *plugins.RunRequest {
+	return &plugins.RunRequest{JobID: job, Engine: "hosttest", Task: plugins.Task{Kind: plugins.KindLLM,
+		LLM: &plugins.LLMTask{Messages: []plugins.Message{{Role: "user", Content: prompt}}}}}
+}
+
+// waitState waits for the plugin to reach want, on the host's change
+// notices rather than on a timer.
+func waitState(t *testing.T, h *engines.Host, want engines.State) engines.PluginStatus {
+	t.Helper()
+	return waitFor(t, h, want, 0)
+}
+
+// waitFor waits for state want after at least restarts relaunches.
+func waitFor(t *testing.T, h *engines.Host, want engines.State, restarts int) engines.PluginStatus {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		if st := h.Status()[0]; st.State == want && st.Restarts >= restarts {
+			return st
+		}
+		select {
+		case <-h.Changed():
+		case <-deadline:
+			t.Fatalf("plugin state %s, want %s", h.Status()[0].State, want)
+		}
+	}
+}
+
+func TestRoutingAndOfferings(t *testing.T) {
+	h := startHost(t, engines.Config{})
+	waitState(t, h, engines.StateReady)
+	if got := h.Offerings()[plugins.KindLLM]; len(got) != 1 || got[0] != "hosttest-llm" {
+		t.Errorf("Offerings = %v", h.Offerings())
+	}
+	if _, err := run(h, llm("j1", "hi")); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tests := []struct {
+		name string
+		req  *plugins.RunRequest
+		kind plugins.ErrorKind
+	}{
+		{"unknown engine", &plugins.RunRequest{JobID: "j2", Engine: "sd-cpp", Task: plugins.Task{Kind: plugins.KindImage, Image: &plugins.ImageTask{Prompt: "x"}}}, plugins.ErrNoEngine},
+		{"unserved kind", &plugins.RunRequest{JobID: "j3", Engine: "hosttest", Task: plugins.Task{Kind: plugins.KindImage, Image: &plugins.ImageTask{Prompt: "x"}}}, plugins.ErrUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := run(h, tt.req)
+			if je := plugins.AsJobError(err); je == nil || je.Kind != tt.kind {
+				t.Errorf("got %v, want %s", err, tt.kind)
+			}
+		})
+	}
+}
+
+func TestCrashRestartsAndPoison(t *testing.T) {
+	h := startHost(t, engines.Config{Breaker: engines.Breaker{Crashes: 10}})
+	waitState(t, h, engines.StateReady)
+	first := h.Status()[0].Pid
+	_, err := run(h, llm("bad", "crash"))
+	if je := plugins.AsJobError(err); je == nil || je.Kind != plugins.ErrCrashed || je.Signal != "SIGKILL" || !je.Retryable() {
+		t.Fatalf("got %v, want a retryable crash by SIGKILL", err)
+	}
+	st := waitFor(t, h, engines.StateReady, 1)
+	if st.Pid == first || st.Restarts != 1 {
+		t.Errorf("after the crash: pid %d (was %d), restarts %d; want a new process, 1 restart", st.Pid, first, st.Restarts)
+	}
+	if _, err := run(h, llm("good", "hi")); err != nil {
+		t.Errorf("the relaunched plugin does not serve: %v", err)
+	}
+	// The same job crashing a second instance in a row is poison.
+	_, err = run(h, llm("bad", "crash"))
+	if je := plugins.AsJobError(err); je == nil || je.Kind != plugins.ErrPoison || je.Retryable() {
+		t.Fatalf("got %v, want a non-retryable poison failure", err)
+	}
+}
+
+func TestCrashLoopQuarantines(t *testing.T) {
+	h := startHost(t, engines.Config{Breaker: engines.Breaker{Crashes: 2, Window: time.Hour, Cooldown: time.Hour}})
+	for i, job := range []string{"a", "b"} {
+		waitFor(t, h, engines.StateReady, i)
+		if _, err := run(h, llm(job, "crash")); err == nil {
+			t.Fatalf("crash %d: no error", i)
+		}
+	}
+	st := waitState(t, h, engines.StateQuarantined)
+	if st.QuarantinedUntil.IsZero() {
+		t.Errorf("no quarantine end time")
+	}
+	if len(h.Offerings()) != 0 {
+		t.Errorf("a quarantined plugin still advertises %v", h.Offerings())
+	}
+	if err := h.Check("hosttest", plugins.KindLLM); err == nil {
+		t.Errorf("Check accepts offers for a quarantined engine")
+	}
+}
+
+func TestStallWatchdogKills(t *testing.T) {
+	h := startHost(t, engines.Config{StallTimeout: 200 * time.Millisecond})
+	waitState(t, h, engines.StateReady)
+	_, err := run(h, llm("slow", "stall"))
+	if je := plugins.AsJobError(err); je == nil || je.Kind != plugins.ErrStalled || !je.Retryable() {
+		t.Fatalf("got %v, want a retryable stall", err)
+	}
+	waitFor(t, h, engines.StateReady, 1)
+}
+
+func run(h *engines.Host, req *plugins.RunRequest) (*plugintest.Recorder, error) {
+	rec := &plugintest.Recorder{}
+	return rec, h.Run(context.Background(), req, rec)
+}
