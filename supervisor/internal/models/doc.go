@@ -19,7 +19,8 @@
 //
 //   - Only plain file names ([CheckFilename]) and only https URLs, or http to
 //     a loopback address; anything else is refused before any request, and so
-//     is a redirect that leaves that set or exceeds the redirect limit.
+//     is a redirect that leaves that set, goes from https to http, or exceeds
+//     the redirect limit.
 //   - A file already present is reused without network; a legacy flat file
 //     only when its size equals approxBytes (when given). A requested sha256
 //     is checked against a file on disk once and remembered.
@@ -35,7 +36,7 @@
 // # Errors
 //
 // Every error returned by [Store.Fetch], [Store.Acquire] and
-// [Store.FetchInput] is an [*Error]. errors.Is(err, [ErrRefused]) reports a
+// [Store.FetchInput] is an *[Error]. errors.Is(err, [ErrRefused]) reports a
 // hostile or invalid request (name, scheme, redirect, size, content): the
 // same request fails the same way anywhere, so the job is bad input. Anything
 // else (network, status, checksum, disk) is a fetch failure worth retrying;

@@ -409,6 +409,11 @@ func TestFetchHTTPSWithRedirects(t *testing.T) {
 	data := randomBytes(64<<10, 7)
 	o := newTLSOrigin(t)
 	o.serveBytes("/real.gguf", data)
+	plainOrigin := newOrigin(t)
+	plainOrigin.serveBytes("/real.gguf", data)
+	o.mux.HandleFunc("/downgrade", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plainOrigin.URL+"/real.gguf", http.StatusFound)
+	})
 	o.mux.HandleFunc("/hop/", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/hop/"))
 		if n == 0 {
@@ -422,19 +427,23 @@ func TestFetchHTTPSWithRedirects(t *testing.T) {
 	s := openStore(t, cfg)
 	tests := []struct {
 		name    string
-		hops    int
+		path    string
 		refused bool
 	}{
-		{"five redirects are followed", 4, false}, // /hop/4 .. /hop/0 then /real: 5 redirects
-		{"six are refused", 5, true},
+		{"five redirects are followed", "/hop/4", false}, // /hop/4 .. /hop/0 then /real: 5 redirects
+		{"six are refused", "/hop/5", true},
+		{"https to loopback http is refused", "/downgrade", true},
 	}
-	for _, tt := range tests {
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.Fetch(context.Background(), "m"+strconv.Itoa(tt.hops), []File{{URL: o.URL + "/hop/" + strconv.Itoa(tt.hops), Filename: "w.gguf", SHA256: sha(data)}})
+			_, err := s.Fetch(context.Background(), "m"+strconv.Itoa(i), []File{{URL: o.URL + tt.path, Filename: "w.gguf", SHA256: sha(data)}})
 			if tt.refused != errors.Is(err, ErrRefused) || (!tt.refused && err != nil) {
 				t.Fatalf("Fetch: got %v, want refused=%v", err, tt.refused)
 			}
 		})
+	}
+	if n := plainOrigin.total(); n != 0 {
+		t.Errorf("requests to the plain http origin: got %d, want 0", n)
 	}
 }
 

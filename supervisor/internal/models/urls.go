@@ -63,13 +63,19 @@ func (p urlPolicy) parse(raw string) (*url.URL, error) {
 }
 
 // checkRedirect is an http.Client CheckRedirect that follows at most
-// maxRedirects redirects, each to a URL the policy allows.
+// maxRedirects redirects, each to a URL the policy allows, and none from
+// https to http.
 func (p urlPolicy) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > p.maxRedirects {
 		return refusedf("more than %d redirects", p.maxRedirects)
 	}
 	if err := p.check(req.URL); err != nil {
 		return fmt.Errorf("redirect to %s: %w", redactURL(req.URL.String()), err)
+	}
+	// Never from https down to http, even to loopback: a remote server must
+	// not be able to point the worker at its own local services.
+	if strings.EqualFold(via[0].URL.Scheme, "https") && !strings.EqualFold(req.URL.Scheme, "https") {
+		return fmt.Errorf("redirect to %s: %w", redactURL(req.URL.String()), refusedf("https redirected to plain http"))
 	}
 	return nil
 }
