@@ -1,11 +1,13 @@
 package studio
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -483,40 +485,79 @@ func TestSilentHalfOpenSocket(t *testing.T) {
 	}
 }
 
+// TestOversizedFrame sends 100 MiB at a worker with the default 16 MiB
+// limit, as one frame announcing its size and as a fragmented stream: the
+// worker ends the session (protocol error), reconnects, and never buffers
+// more than its limit.
 func TestOversizedFrame(t *testing.T) {
-	st := newTestStudio(t)
-	startWorker(t, st, func(c *Config) { c.MaxFrameBytes = 1 << 20 })
-	sc := st.accept(t)
-	sc.welcome(t)
-	// A single text frame announcing 100 MiB, then its payload streamed
-	// until the worker hangs up: the worker must refuse at the header and
-	// never buffer it.
 	const size = 100 << 20
-	hdr := []byte{0x81, 127, 0, 0, 0, 0, 0, 0, 0, 0}
-	for i := 0; i < 8; i++ {
-		hdr[2+i] = byte(uint64(size) >> (56 - 8*i))
+	chunk := bytes.Repeat([]byte{'a'}, 1<<20)
+	tests := []struct {
+		name string
+		send func(sc *studioConn) int
+	}{
+		{"one frame announcing 100 MiB", func(sc *studioConn) int {
+			hdr := []byte{0x81, 127, 0, 0, 0, 0, 0, 0, 0, 0}
+			for i := 0; i < 8; i++ {
+				hdr[2+i] = byte(uint64(size) >> (56 - 8*i))
+			}
+			conn := sc.ws.UnderlyingConn()
+			conn.SetWriteDeadline(deadline())
+			if _, err := conn.Write(hdr); err != nil {
+				return 0
+			}
+			sent := 0
+			for sent < size {
+				n, err := conn.Write(chunk)
+				sent += n
+				if err != nil {
+					break
+				}
+			}
+			return sent
+		}},
+		{"100 MiB in fragments", func(sc *studioConn) int {
+			sc.ws.SetWriteDeadline(deadline())
+			wr, err := sc.ws.NextWriter(websocket.TextMessage)
+			if err != nil {
+				return 0
+			}
+			sent := 0
+			for sent < size {
+				n, err := wr.Write(chunk)
+				sent += n
+				if err != nil {
+					break
+				}
+			}
+			wr.Close()
+			return sent
+		}},
 	}
-	conn := sc.ws.UnderlyingConn()
-	sc.writeMu.Lock()
-	if _, err := conn.Write(hdr); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newTestStudio(t)
+			w := startWorker(t, st, nil)
+			sc := st.accept(t)
+			sc.welcome(t)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			sc.writeMu.Lock()
+			sent := tt.send(sc)
+			sc.writeMu.Unlock()
+			st.accept(t).welcome(t)
+			runtime.ReadMemStats(&after)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("studio wrote %d MiB before the worker hung up; %d MiB allocated meanwhile", sent>>20, alloc>>20)
+			if alloc > 64<<20 {
+				t.Errorf("allocated %d MiB while refusing a 100 MiB frame, want under 64 MiB", alloc>>20)
+			}
+			if !strings.Contains(w.logs.String(), "larger than 16777216 bytes") {
+				t.Errorf("log lacks the frame-size cause:\n%s", w.logs.String())
+			}
+		})
 	}
-	chunk := make([]byte, 1<<20)
-	for i := range chunk {
-		chunk[i] = 'a'
-	}
-	sent := 0
-	for sent < size {
-		conn.SetWriteDeadline(deadline())
-		n, err := conn.Write(chunk)
-		sent += n
-		if err != nil {
-			break
-		}
-	}
-	sc.writeMu.Unlock()
-	st.accept(t).welcome(t)
-	t.Logf("studio got %d MiB out before the worker hung up", sent>>20)
 }
 
 func TestLogFloodShipsBoundedBatch(t *testing.T) {

@@ -36,7 +36,7 @@ const (
 // loopback that hands each accepted session to the test and records
 // uploads.
 type testStudio struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	conns    chan *studioConn
@@ -48,21 +48,24 @@ type testStudio struct {
 	// upload answers a result upload (default 200 {"ok":true}).
 	upload  func(n int, w http.ResponseWriter, r *http.Request, u *upload)
 	uploads []*upload
+	// discard counts the file part's bytes instead of keeping them
+	// (benchmarks).
+	discard atomic.Bool
 }
 
 // upload is a received multipart result.
 type upload struct {
-	path, auth       string
-	parts            []string // part names in order
-	prompt, ext      string
-	filename, ctype  string
-	data             []byte
-	contentTypeValid bool
+	path, auth      string
+	parts           []string // part names in order
+	prompt, ext     string
+	filename, ctype string
+	data            []byte
+	size            int64
 }
 
 // studioConn is one accepted worker session, seen from the studio.
 type studioConn struct {
-	t      *testing.T
+	t      testing.TB
 	ws     *websocket.Conn
 	header http.Header
 	path   string
@@ -74,7 +77,9 @@ type studioConn struct {
 	writeMu  sync.Mutex
 }
 
-func newTestStudio(t *testing.T) *testStudio {
+func newTestStudio(t *testing.T) *testStudio { return newTestStudioTB(t) }
+
+func newTestStudioTB(t testing.TB) *testStudio {
 	t.Helper()
 	st := &testStudio{t: t, conns: make(chan *studioConn, 256)}
 	mux := http.NewServeMux()
@@ -156,8 +161,14 @@ func (st *testStudio) serveUpload(w http.ResponseWriter, r *http.Request) {
 			// The worker went away mid-body; nothing to record.
 			return
 		}
-		b, _ := io.ReadAll(p)
 		u.parts = append(u.parts, p.FormName())
+		if p.FormName() == "image" && st.discard.Load() {
+			n, _ := io.Copy(io.Discard, p)
+			u.filename, u.ctype, u.size = p.FileName(), p.Header.Get("Content-Type"), n
+			continue
+		}
+		b, _ := io.ReadAll(p)
+		u.size = int64(len(b))
 		switch p.FormName() {
 		case "prompt":
 			u.prompt = string(b)
