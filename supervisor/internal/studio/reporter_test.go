@@ -311,3 +311,43 @@ func TestAcceptSendFailureReleases(t *testing.T) {
 	default:
 	}
 }
+
+// TestLogBatchRequeuedOnSendFailure covers §8.3 LATER: a batch whose send
+// fails goes back to the front of the queue, ahead of newer lines.
+func TestLogBatchRequeuedOnSendFailure(t *testing.T) {
+	st := newTestStudio(t)
+	cfg := testConfig(st, newRunner(), &syncBuffer{})
+	cfg.Logs = newFloodQueue(3)
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := protocol.WebSocketURL(cfg.BaseURL, testWorker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, out, ok := c.dial(context.Background(), u, cfg.AuthToken)
+	if !ok {
+		t.Fatalf("dial: %v", out.err)
+	}
+	st.accept(t)
+	conn.Close() // the socket dies under the session
+	s := &session{c: c, conn: conn, log: c.log, done: make(chan struct{}), broken: make(chan struct{})}
+	if s.flushLogs() {
+		t.Fatal("flushLogs reported success on a closed socket")
+	}
+	cfg.Logs.Push(entryText("newer"))
+	got := cfg.Logs.Drain()
+	var msgs []string
+	for _, e := range got {
+		msgs = append(msgs, e.Message)
+	}
+	if want := "flood 0,flood 1,flood 2,newer"; strings.Join(msgs, ",") != want {
+		t.Errorf("queue after a failed send = %s, want %s", strings.Join(msgs, ","), want)
+	}
+	select {
+	case <-s.broken:
+	default:
+		t.Error("a failed write did not mark the session broken")
+	}
+}
