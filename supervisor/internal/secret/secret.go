@@ -32,3 +32,9 @@ func (s Value) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // MarshalText redacts, so encoding/json and TOML encoders never write it.
 func (s Value) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// UnmarshalText reads a credential from a config file.
+func (s *Value) UnmarshalText(b []byte) error {
+	s.v = string(b)
+	return nil
+}

@@ -1,0 +1,280 @@
+// Package config is the agent's configuration: one TOML file whose keys
+// follow the seed worker's names where they exist, each overridable by a
+// STOKER_<KEY> environment variable. Defaults are applied in one place
+// (Load) and checked by Validate before anything starts. Only the stoker
+// command reads files and the environment; packages receive values.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/stokerhq/stoker/supervisor/internal/secret"
+)
+
+// Config is the agent's configuration. Field comments give the TOML key's
+// meaning and, in parentheses, the default.
+type Config struct {
+	// APIBaseURL is the studio's base URL. ("https://studio.minis.gg/")
+	APIBaseURL string `toml:"api_base_url"`
+	// WorkerID and AuthToken are approved credentials. Normally left empty:
+	// registration stores them in the state dir. When set, they win.
+	WorkerID  string       `toml:"worker_id"`
+	AuthToken secret.Value `toml:"auth_token"`
+	// ModelsRoot is the model cache. ("<state_dir>/models")
+	ModelsRoot string `toml:"models_root"`
+	// ModelsMaxBytes caps the model cache; least recently used files not in
+	// use are evicted. (0: no cap)
+	ModelsMaxBytes int64 `toml:"models_max_bytes"`
+	// VRAMThresholdGB is the largest vramGbEstimate this worker takes.
+	// (12)
+	VRAMThresholdGB float32 `toml:"vram_threshold_gb"`
+	// WSReconnectAttempts is how many consecutive failed connects are
+	// retried; 0 means forever. (0)
+	WSReconnectAttempts int `toml:"ws_reconnect_attempts"`
+	// AutoStart is advertised in the capabilities. (true)
+	AutoStart *bool `toml:"auto_start"`
+	// MachineName is advertised in the capabilities. (the host name)
+	MachineName string `toml:"machine_name"`
+	// PluginDir is searched for executables named *-plugin. (the
+	// directory of the stoker executable)
+	PluginDir string `toml:"plugin_dir"`
+	// Plugins are extra plugin executables to run.
+	Plugins []string `toml:"plugins"`
+	// StateDir holds the identity, credentials, job scratch space and the
+	// pid records of plugins. ("$XDG_STATE_HOME/stoker" or
+	// "~/.local/state/stoker")
+	StateDir string `toml:"state_dir"`
+	// LogLevel is trace, debug, info, warn or error. (info)
+	LogLevel string `toml:"log_level"`
+	// LogJSON writes the agent's log as JSON lines. (false)
+	LogJSON bool `toml:"log_json"`
+	// Listen is the local API's address ("" turns it off).
+	// ("127.0.0.1:8710")
+	Listen string `toml:"listen"`
+	// InputFileDir allows file:// task inputs inside this directory. ("":
+	// refused)
+	InputFileDir string `toml:"input_file_dir"`
+	// StallTimeout fails a job whose plugin reports nothing for this
+	// long. ("5m")
+	StallTimeout Duration `toml:"stall_timeout"`
+	// PluginStartTimeout bounds a plugin's start and first Describe.
+	// ("10s")
+	PluginStartTimeout Duration `toml:"plugin_start_timeout"`
+	// DrainTimeout is how long SIGTERM lets a running job finish. ("60s")
+	DrainTimeout Duration `toml:"drain_timeout"`
+}
+
+// Duration is a time.Duration written as "90s" or "5m" in TOML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads the TOML file at path (none when path is ""), applies the
+// STOKER_<KEY> variables of env on top, fills in defaults and validates.
+// Unknown keys in the file are an error.
+func Load(path string, env []string) (*Config, error) {
+	c := &Config{}
+	if path != "" {
+		md, err := toml.DecodeFile(path, c)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return nil, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		}
+	}
+	if err := applyEnv(c, env); err != nil {
+		return nil, err
+	}
+	if err := c.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) setDefaults() error {
+	if c.APIBaseURL == "" {
+		c.APIBaseURL = "https://studio.minis.gg/"
+	}
+	if c.VRAMThresholdGB == 0 {
+		c.VRAMThresholdGB = 12
+	}
+	if c.AutoStart == nil {
+		t := true
+		c.AutoStart = &t
+	}
+	if c.MachineName == "" {
+		c.MachineName, _ = os.Hostname()
+	}
+	if c.StateDir == "" {
+		base := os.Getenv("XDG_STATE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return fmt.Errorf("config: state_dir: %w", err)
+			}
+			base = filepath.Join(home, ".local", "state")
+		}
+		c.StateDir = filepath.Join(base, "stoker")
+	}
+	if c.ModelsRoot == "" {
+		c.ModelsRoot = filepath.Join(c.StateDir, "models")
+	}
+	if c.PluginDir == "" {
+		exe, err := os.Executable()
+		if err == nil {
+			c.PluginDir = filepath.Dir(exe)
+		}
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = Duration(5 * time.Minute)
+	}
+	if c.PluginStartTimeout == 0 {
+		c.PluginStartTimeout = Duration(10 * time.Second)
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = Duration(60 * time.Second)
+	}
+	return nil
+}
+
+// Validate checks the configuration once defaults are applied.
+func (c *Config) Validate() error {
+	var errs []error
+	if u, err := url.Parse(c.APIBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("api_base_url %q: want an http(s) URL", c.APIBaseURL))
+	}
+	if (c.WorkerID == "") != c.AuthToken.IsZero() {
+		errs = append(errs, errors.New("worker_id and auth_token must be set together (or both left to registration)"))
+	}
+	if c.VRAMThresholdGB < 0 {
+		errs = append(errs, fmt.Errorf("vram_threshold_gb %v: must not be negative", c.VRAMThresholdGB))
+	}
+	if c.WSReconnectAttempts < 0 {
+		errs = append(errs, fmt.Errorf("ws_reconnect_attempts %d: must not be negative", c.WSReconnectAttempts))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want trace, debug, info, warn or error", c.LogLevel))
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		if abs, err := filepath.Abs(c.StateDir); err == nil {
+			c.StateDir = abs
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// EnvPrefix starts every override variable: STOKER_API_BASE_URL sets
+// api_base_url, and so on for every key.
+const EnvPrefix = "STOKER_"
+
+// applyEnv sets the fields whose STOKER_<KEY> variable is in env. Lists
+// are comma-separated.
+func applyEnv(c *Config, env []string) error {
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			vars[k] = v
+		}
+	}
+	rv := reflect.ValueOf(c).Elem()
+	rt := rv.Type()
+	for i := range rt.NumField() {
+		key := rt.Field(i).Tag.Get("toml")
+		val, ok := vars[EnvPrefix+strings.ToUpper(key)]
+		if !ok {
+			continue
+		}
+		if err := setField(rv.Field(i), val); err != nil {
+			return fmt.Errorf("config: %s%s: %w", EnvPrefix, strings.ToUpper(key), err)
+		}
+	}
+	return nil
+}
+
+func setField(f reflect.Value, val string) error {
+	switch p := f.Addr().Interface().(type) {
+	case *secret.Value:
+		*p = secret.New(val)
+		return nil
+	case *Duration:
+		return p.UnmarshalText([]byte(val))
+	case *[]string:
+		*p = nil
+		for _, s := range strings.Split(val, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				*p = append(*p, s)
+			}
+		}
+		return nil
+	case **bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return err
+		}
+		*p = &b
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(val)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	case reflect.Float32:
+		x, err := strconv.ParseFloat(val, 32)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(x)
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}

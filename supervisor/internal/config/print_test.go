@@ -1,0 +1,5 @@
+package config
+
+import "fmt"
+
+func sprint(c *Config) string { return fmt.Sprintf("%v %+v %#v", c, c, c) }

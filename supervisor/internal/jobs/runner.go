@@ -1,0 +1,441 @@
+// Package jobs is the job runner: the one place that knows both the studio
+// session and the engine host. The session hands it accepted offers; it
+// fetches the model files and inputs, runs the job on the engine host,
+// streams a binary result on to the upload (keeping a copy on disk for the
+// retries) or sends a JSON result, and reports every failure with a type.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/supervisor/internal/engines"
+	"github.com/stokerhq/stoker/supervisor/internal/models"
+	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+	"github.com/stokerhq/stoker/supervisor/internal/studio"
+)
+
+// Engines is what the runner needs of the engine host.
+type Engines interface {
+	Check(engine string, kind plugins.TaskKind) error
+	Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error
+}
+
+// Models is what the runner needs of the model store.
+type Models interface {
+	Acquire(ctx context.Context, model string, files []models.File) ([]models.Local, *models.Lease, error)
+	FetchInput(ctx context.Context, rawURL string, kind models.InputKind, dir string) (string, error)
+}
+
+var (
+	_ Engines          = (*engines.Host)(nil)
+	_ Models           = (*models.Store)(nil)
+	_ studio.JobRunner = (*Runner)(nil)
+)
+
+// Config configures a Runner.
+type Config struct {
+	Engines Engines
+	Models  Models
+	// WorkDir holds one scratch directory per running job (inputs, the
+	// spooled binary output); it is removed when the job is reported.
+	WorkDir string
+	Logger  hclog.Logger
+	// ReportTimeout bounds the sending of a job's outcome once the job
+	// itself is over, including after shutdown began. (default 30s)
+	ReportTimeout time.Duration
+}
+
+// Runner runs accepted jobs. It implements studio.JobRunner.
+type Runner struct {
+	cfg Config
+	log hclog.Logger
+
+	mu  sync.Mutex // guards cur
+	cur *Current
+}
+
+// Current describes the job in flight, for the status page.
+type Current struct {
+	JobID    string
+	Model    string
+	Engine   string
+	Kind     plugins.TaskKind
+	Started  time.Time
+	Step     uint64
+	Total    uint64
+	Unit     string
+	Phase    string // "fetching", "running", "delivering"
+	Progress time.Time
+}
+
+// New returns a Runner.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Engines == nil || cfg.Models == nil || cfg.WorkDir == "" {
+		return nil, errors.New("jobs: Engines, Models and WorkDir are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.ReportTimeout == 0 {
+		cfg.ReportTimeout = 30 * time.Second
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return &Runner{cfg: cfg, log: cfg.Logger.Named("jobs")}, nil
+}
+
+// Current returns the job in flight, if any.
+func (r *Runner) Current() (Current, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return Current{}, false
+	}
+	return *r.cur, true
+}
+
+func (r *Runner) update(f func(c *Current)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != nil {
+		f(r.cur)
+	}
+}
+
+// Admit refuses offers for an engine that is quarantined or restarting;
+// another worker can take them now. It does not block.
+func (r *Runner) Admit(claim *protocol.JobOfferClaim) error {
+	return r.cfg.Engines.Check(claim.ModelSource.Engine, plugins.TaskKind(claim.Task.Kind))
+}
+
+// RunJob runs one accepted job and reports its outcome through rep. It
+// returns once the outcome was sent (or could not be).
+func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep studio.Reporter) {
+	log := r.log.With("job_id", claim.JobID)
+	kind := plugins.TaskKind(claim.Task.Kind)
+	r.mu.Lock()
+	r.cur = &Current{JobID: claim.JobID, Model: claim.Model, Engine: claim.ModelSource.Engine, Kind: kind, Started: time.Now(), Phase: "fetching"}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.cur = nil
+		r.mu.Unlock()
+	}()
+	log.Info("job started", "model", claim.Model, "engine", claim.ModelSource.Engine, "kind", kind,
+		"game", claim.GameID, "asset", claim.AssetName, "vram_estimate_gb", claim.VramGbEstimate)
+	start := time.Now()
+
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "job-"+safeName(claim.JobID)+"-")
+	if err != nil {
+		r.fail(ctx, log, rep, plugins.Errorf(plugins.ErrEngine, "job scratch dir: %w", err))
+		return
+	}
+	defer os.RemoveAll(dir)
+
+	req, lease, err := r.prepare(ctx, claim, dir)
+	defer lease.Release()
+	if err != nil {
+		r.fail(ctx, log, rep, err)
+		return
+	}
+	r.update(func(c *Current) { c.Phase = "running" })
+	prompt := claim.Task.Prompt()
+	var outcome error
+	if claim.Task.Kind.Binary() {
+		outcome = r.runBinary(ctx, log, req, dir, prompt, rep)
+	} else {
+		outcome = r.runJSON(ctx, log, req, prompt, rep)
+	}
+	if outcome != nil {
+		r.fail(ctx, log, rep, outcome)
+		return
+	}
+	log.Info("job completed", "elapsed_ms", time.Since(start).Milliseconds())
+}
+
+// prepare builds the engine request: model files from the store (leased
+// against eviction until the job ends) and inputs fetched into dir.
+func (r *Runner) prepare(ctx context.Context, claim *protocol.JobOfferClaim, dir string) (*plugins.RunRequest, *models.Lease, error) {
+	req := &plugins.RunRequest{
+		JobID:    claim.JobID,
+		Model:    claim.Model,
+		Engine:   claim.ModelSource.Engine,
+		Task:     taskFromClaim(*claim.Task),
+		Defaults: defaultsFromClaim(claim.ModelSource.CliDefaults),
+	}
+	local, lease, err := r.cfg.Models.Acquire(ctx, claim.Model, filesFromClaim(claim.ModelSource))
+	if err != nil {
+		return nil, nil, fetchError(err)
+	}
+	for _, l := range local {
+		req.Files = append(req.Files, plugins.ModelFile{Role: l.Role, Path: l.Path})
+	}
+	for _, in := range inputsOf(*claim.Task, &req.Inputs) {
+		path, err := r.cfg.Models.FetchInput(ctx, in.url, in.kind, dir)
+		if err != nil {
+			return nil, lease, fetchError(err)
+		}
+		*in.dst = path
+	}
+	return req, lease, nil
+}
+
+// fetchError types a model store failure: a refused name, scheme or size
+// is bad input (it fails the same way anywhere); the rest may succeed later.
+func fetchError(err error) error {
+	if errors.Is(err, models.ErrRefused) {
+		return &plugins.JobError{Kind: plugins.ErrBadInput, Message: err.Error(), Err: err}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &plugins.JobError{Kind: plugins.ErrCancelled, Message: "cancelled while fetching: " + err.Error(), Err: err}
+	}
+	return &plugins.JobError{Kind: plugins.ErrFetch, Message: err.Error(), Err: err}
+}
+
+// runJSON runs a job whose result is JSON and sends completeJson.
+func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, prompt string, rep studio.Reporter) error {
+	ev := &jsonEvents{progress: r.progressFunc(log)}
+	if err := r.cfg.Engines.Run(ctx, req, ev); err != nil {
+		return err
+	}
+	if ev.result == nil {
+		return plugins.Errorf(plugins.ErrEngine, "engine returned binary output for a %s job, which takes a JSON result", req.Task.Kind)
+	}
+	r.update(func(c *Current) { c.Phase = "delivering" })
+	rctx, cancel := r.reportCtx(ctx)
+	defer cancel()
+	if err := rep.CompleteJSON(rctx, ev.result, prompt); err != nil {
+		// The socket that accepted the job is gone: no fail can follow
+		// (spec §7.2); the studio releases the claim on its side.
+		log.Error("json result could not be sent; the studio will requeue the job", "error", err)
+	}
+	return nil
+}
+
+// runBinary runs a job whose result is a file. The output streams to the
+// upload as the engine produces it and, at the same time, to a spool file
+// in the job's scratch dir, from which a retried upload reads.
+func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, dir, prompt string, rep studio.Reporter) error {
+	rctx, cancel := r.reportCtx(ctx)
+	defer cancel()
+	ev := &binaryEvents{
+		progress: r.progressFunc(log),
+		dir:      dir,
+		engineOK: make(chan struct{}),
+		start: func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error {
+			done := make(chan error, 1)
+			attempt := 0
+			go func() {
+				done <- rep.Upload(rctx, ext, prompt, func() (io.ReadCloser, error) {
+					attempt++
+					if attempt == 1 {
+						return first, nil
+					}
+					return open()
+				})
+			}()
+			return done
+		},
+	}
+	runErr := r.cfg.Engines.Run(ctx, req, ev)
+	if runErr == nil && ev.spool == nil {
+		runErr = plugins.Errorf(plugins.ErrEngine, "engine returned a JSON result for a %s job, which takes a file", req.Task.Kind)
+	}
+	uploadDone := ev.finish(runErr)
+	if runErr != nil {
+		if uploadDone != nil {
+			<-uploadDone // the aborted body ends the upload; its error is moot
+		}
+		return runErr
+	}
+	r.update(func(c *Current) { c.Phase = "delivering" })
+	if err := <-uploadDone; err != nil {
+		return &plugins.JobError{Kind: plugins.ErrUpload, Message: "upload result: " + err.Error(), Err: err}
+	}
+	log.Info("binary result delivered", "ext", ev.ext, "bytes", ev.n)
+	return nil
+}
+
+func (r *Runner) progressFunc(log hclog.Logger) func(kind string, step, total uint64, unit, level, msg string) {
+	return func(kind string, step, total uint64, unit, level, msg string) {
+		switch kind {
+		case "progress":
+			r.update(func(c *Current) { c.Step, c.Total, c.Unit, c.Progress = step, total, unit, time.Now() })
+		case "log":
+			log.Log(hclog.LevelFromString(level), msg, "category", "engine")
+		}
+	}
+}
+
+// reportCtx is the context outcomes are sent under: it outlives an agent
+// shutdown by ReportTimeout so a finished job is still reported.
+func (r *Runner) reportCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	base := context.WithoutCancel(ctx)
+	rctx, cancel := context.WithCancel(base)
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(r.cfg.ReportTimeout, cancel)
+		context.AfterFunc(rctx, func() { t.Stop() })
+	})
+	return rctx, func() { stop(); cancel() }
+}
+
+// fail reports err as the job's failure.
+func (r *Runner) fail(ctx context.Context, log hclog.Logger, rep studio.Reporter, err error) {
+	je := plugins.AsJobError(err)
+	msg := FailMessage(je)
+	log.Error("job failed", "kind", je.Kind, "retryable", je.Retryable(), "error", msg)
+	rctx, cancel := r.reportCtx(ctx)
+	defer cancel()
+	if err := rep.Fail(rctx, msg, je.Retryable()); err != nil {
+		log.Error("fail could not be sent; the studio will requeue the job", "error", err)
+	}
+}
+
+// maxFailMessage bounds the text of a fail frame.
+const maxFailMessage = 4096
+
+// FailMessage is the human-readable text of a fail frame: the failure's
+// kind, its message and, for a crash, the plugin's last stderr lines.
+func FailMessage(je *plugins.JobError) string {
+	var b strings.Builder
+	b.WriteString(string(je.Kind))
+	b.WriteString(": ")
+	b.WriteString(je.Message)
+	if n := len(je.StderrTail); n > 0 {
+		b.WriteString("; last stderr: ")
+		b.WriteString(strings.Join(je.StderrTail[max(0, n-5):], " | "))
+	}
+	s := b.String()
+	if len(s) > maxFailMessage {
+		s = s[:maxFailMessage-3] + "..."
+	}
+	return s
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
+func safeName(s string) string {
+	s = unsafeName.ReplaceAllString(s, "_")
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return s
+}
+
+// jsonEvents collects a JSON job's result.
+type jsonEvents struct {
+	progress func(kind string, step, total uint64, unit, level, msg string)
+	result   json.RawMessage
+}
+
+func (e *jsonEvents) Progress(step, total uint64, unit string) error {
+	e.progress("progress", step, total, unit, "", "")
+	return nil
+}
+func (e *jsonEvents) Log(level, msg string) error {
+	e.progress("log", 0, 0, "", level, msg)
+	return nil
+}
+func (e *jsonEvents) Output(ext string, _ []byte) error {
+	return plugins.Errorf(plugins.ErrEngine, "engine sent %s output for a job that takes a JSON result", ext)
+}
+func (e *jsonEvents) Result(js []byte) error {
+	e.result = append(json.RawMessage(nil), js...)
+	return nil
+}
+
+// binaryEvents tees a binary job's output to the live upload and to the
+// spool file.
+type binaryEvents struct {
+	progress func(kind string, step, total uint64, unit, level, msg string)
+	dir      string
+	start    func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error
+
+	ext        string
+	spool      *os.File
+	n          int64
+	pw         *io.PipeWriter // the first upload attempt's body; nil once it broke
+	uploadDone <-chan error
+	engineOK   chan struct{} // closed when the engine succeeded and the spool is complete
+	engineErr  error
+}
+
+func (e *binaryEvents) Progress(step, total uint64, unit string) error {
+	e.progress("progress", step, total, unit, "", "")
+	return nil
+}
+func (e *binaryEvents) Log(level, msg string) error {
+	e.progress("log", 0, 0, "", level, msg)
+	return nil
+}
+func (e *binaryEvents) Result([]byte) error {
+	return plugins.Errorf(plugins.ErrEngine, "engine sent a JSON result for a job that takes a file")
+}
+
+func (e *binaryEvents) Output(ext string, p []byte) error {
+	if e.spool == nil {
+		f, err := os.OpenFile(filepath.Join(e.dir, "result."+ext), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+		if err != nil {
+			return plugins.Errorf(plugins.ErrEngine, "spool result: %w", err)
+		}
+		e.spool, e.ext = f, ext
+		pr, pw := io.Pipe()
+		e.pw = pw
+		e.uploadDone = e.start(ext, pr, e.openSpool)
+	}
+	if _, err := e.spool.Write(p); err != nil {
+		return plugins.Errorf(plugins.ErrEngine, "spool result: %w", err)
+	}
+	e.n += int64(len(p))
+	if e.pw != nil {
+		if _, err := e.pw.Write(p); err != nil {
+			// The first attempt broke; a retry reads the spool.
+			e.pw = nil
+		}
+	}
+	return nil
+}
+
+// openSpool opens the complete spool for a retried upload, once the engine
+// has finished; it fails if the engine did.
+func (e *binaryEvents) openSpool() (io.ReadCloser, error) {
+	<-e.engineOK
+	if e.engineErr != nil {
+		return nil, e.engineErr
+	}
+	return os.Open(e.spool.Name())
+}
+
+// finish ends the output after the engine returned runErr, and returns the
+// upload's outcome channel (nil when no output ever started).
+func (e *binaryEvents) finish(runErr error) <-chan error {
+	e.engineErr = runErr
+	if e.spool != nil {
+		if err := e.spool.Close(); err != nil && runErr == nil {
+			e.engineErr = plugins.Errorf(plugins.ErrEngine, "spool result: %w", err)
+		}
+	}
+	close(e.engineOK)
+	if e.pw != nil {
+		if e.engineErr != nil {
+			e.pw.CloseWithError(e.engineErr)
+		} else {
+			e.pw.Close()
+		}
+	}
+	return e.uploadDone
+}
