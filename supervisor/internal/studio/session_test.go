@@ -550,8 +550,11 @@ func TestOversizedFrame(t *testing.T) {
 			runtime.ReadMemStats(&after)
 			alloc := after.TotalAlloc - before.TotalAlloc
 			t.Logf("studio wrote %d MiB before the worker hung up; %d MiB allocated meanwhile", sent>>20, alloc>>20)
-			if alloc > 64<<20 {
-				t.Errorf("allocated %d MiB while refusing a 100 MiB frame, want under 64 MiB", alloc>>20)
+			// Reading up to the 16 MiB limit costs about twice that in
+			// growing buffers (more under -race); buffering the frame would
+			// cost at least its 100 MiB.
+			if alloc >= 96<<20 {
+				t.Errorf("allocated %d MiB while refusing a 100 MiB frame, want under 96 MiB", alloc>>20)
 			}
 			if !strings.Contains(w.logs.String(), "larger than 16777216 bytes") {
 				t.Errorf("log lacks the frame-size cause:\n%s", w.logs.String())
