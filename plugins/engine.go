@@ -65,7 +65,8 @@ type Events interface {
 	// Output appends p to the job's binary output, whose extension is ext
 	// ("png", "webp", "wav", "gif"...). Chunks may be of any size; the
 	// transport splits them so no message exceeds 1 MiB. ext must be the
-	// same on every call of one job.
+	// same on every call of one job. Output does not keep p after it
+	// returns, so the engine may reuse the buffer.
 	Output(ext string, p []byte) error
 	// Result sets the job's JSON result (llm, audio_stt). It must be a JSON
 	// object or array and is sent to the studio verbatim.

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/supervisor/internal/agent"
+	"github.com/stokerhq/stoker/supervisor/internal/config"
+	"github.com/stokerhq/stoker/supervisor/internal/devmodels"
+	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/supervisor/internal/registration"
+	"github.com/stokerhq/stoker/supervisor/internal/secret"
+)
+
+func version() string { return agent.Version }
+
+func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "TOML config `file` (keys may also be set as STOKER_<KEY> variables)")
+	dev := fs.Bool("dev", false, "run a dev studio on loopback and this worker against it, auto-approved")
+	devListen := fs.String("dev-listen", "127.0.0.1:8700", "dev studio `address` (with -dev)")
+	catalog := fs.String("catalog", "", "dev studio model catalog JSON `file` (with -dev; default: the built-in synthetic models)")
+	devState := fs.String("dev-state", "", "state `dir` for -dev (default: $XDG_CACHE_HOME/stoker/dev)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	if !*dev {
+		return agent.Run(ctx, cfg, agent.Options{Logger: log})
+	}
+	return runDev(ctx, cfg, log, devOptions{listen: *devListen, catalog: *catalog, state: *devState})
+}
+
+func newLogger(cfg *config.Config, w io.Writer) hclog.InterceptLogger {
+	return hclog.NewInterceptLogger(&hclog.LoggerOptions{
+		Name:       "stoker",
+		Level:      hclog.LevelFromString(cfg.LogLevel),
+		Output:     w,
+		JSONFormat: cfg.LogJSON,
+	})
+}
+
+type devOptions struct{ listen, catalog, state string }
+
+// runDev starts the dev studio on loopback with the dev models in its
+// catalog, then the agent against it, in one process.
+func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, o devOptions) error {
+	state := o.state
+	if state == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("dev state dir: %w", err)
+		}
+		state = filepath.Join(cache, "stoker", "dev")
+	}
+	cat := devstudio.DefaultCatalog()
+	if o.catalog != "" {
+		var err error
+		if cat, err = devstudio.LoadCatalog(o.catalog); err != nil {
+			return err
+		}
+	}
+	ms, err := devmodels.Ensure(filepath.Join(state, "dev-files"))
+	if err != nil {
+		return err
+	}
+	srv, err := devstudio.New(devstudio.Config{
+		Addr:        o.listen,
+		AutoApprove: true,
+		Catalog:     cat,
+		FilesDir:    filepath.Join(state, "dev-files"),
+		ResultsDir:  filepath.Join(state, "results"),
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return fmt.Errorf("dev studio: %w", err)
+	}
+	defer srv.Close()
+	if err := devmodels.AddToCatalog(srv, cat, ms); err != nil {
+		return err
+	}
+	// A fresh dev studio knows no earlier worker: register anew each run.
+	cfg.APIBaseURL = srv.URL()
+	cfg.StateDir = filepath.Join(state, "agent")
+	cfg.ModelsRoot = filepath.Join(state, "models")
+	cfg.WorkerID, cfg.AuthToken = "", secret.Value{}
+	if err := registration.Reset(cfg.StateDir); err != nil {
+		return err
+	}
+	log.Info("dev studio running; open the dashboard to submit jobs", "dashboard", srv.URL()+"/", "models", cat.IDs())
+	return agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 200 * time.Millisecond})
+}
+
+func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("studio", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8700", "`address` to serve on")
+	catalog := fs.String("catalog", "", "model catalog JSON `file` (default: the built-in synthetic models)")
+	autoApprove := fs.Bool("auto-approve", false, "approve every registration request")
+	dir := fs.String("dir", "", "`directory` for results and dev files (default: a temporary one)")
+	maxAttempts := fs.Int("max-attempts", 3, "attempts before a retryable failure becomes final")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "studio", Output: stderr})
+	cat := devstudio.DefaultCatalog()
+	if *catalog != "" {
+		var err error
+		if cat, err = devstudio.LoadCatalog(*catalog); err != nil {
+			return err
+		}
+	}
+	cfg := devstudio.Config{Addr: *listen, AutoApprove: *autoApprove, Catalog: cat, MaxAttempts: *maxAttempts, Logger: log}
+	var ms []devmodels.Model
+	if *dir != "" {
+		cfg.FilesDir, cfg.ResultsDir = filepath.Join(*dir, "dev-files"), filepath.Join(*dir, "results")
+		var err error
+		if ms, err = devmodels.Ensure(cfg.FilesDir); err != nil {
+			return err
+		}
+	}
+	srv, err := devstudio.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	if err := devmodels.AddToCatalog(srv, cat, ms); err != nil {
+		return err
+	}
+	log.Info("dev studio running", "url", srv.URL(), "auto_approve", *autoApprove, "models", cat.IDs())
+	<-ctx.Done()
+	return srv.Close()
+}

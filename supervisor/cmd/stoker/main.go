@@ -1,0 +1,94 @@
+// Command stoker is the render-farm node supervisor.
+//
+//	stoker agent [-config FILE]          run the worker against a studio
+//	stoker agent -dev                    run a dev studio and a worker on this machine
+//	stoker studio [-listen ADDR]         run the dev studio alone
+//	stoker register -reset               forget this worker's registration
+//	stoker models list|prune             show or trim the model cache
+//	stoker version                       print the version
+//
+// main only parses flags, handles signals and turns errors into exit codes;
+// the work is done by run and the packages it calls.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signalContext()
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "stoker:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// signalContext returns a context cancelled by the first SIGINT or SIGTERM;
+// a second signal exits at once.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case s := <-ch:
+			fmt.Fprintf(os.Stderr, "stoker: second %s; exiting now\n", s)
+			os.Exit(2)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+const usage = `usage: stoker <command> [flags]
+
+commands:
+  agent      run the worker (-dev: with a dev studio on this machine)
+  studio     run the dev studio alone
+  register   manage this worker's registration (-reset)
+  models     list or prune the model cache
+  version    print the version
+`
+
+// run runs one stoker command.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "agent":
+		return runAgent(ctx, rest, stderr)
+	case "studio":
+		return runStudio(ctx, rest, stderr)
+	case "register":
+		return runRegister(rest, stdout, stderr)
+	case "models":
+		return runModels(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "stoker", version())
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
