@@ -157,7 +157,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	return err
 }
 
-
 // pluginPaths lists the plugins to run: those discovered in plugin_dir plus
 // the configured ones.
 func pluginPaths(cfg *config.Config) ([]string, error) {
