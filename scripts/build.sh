@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# build.sh installs the engines (cached outside the clone) and puts stoker and
+# every plugin into bin/. The plugins are found there by `stoker agent`,
+# whose default plugin_dir is the directory of the stoker executable.
+#
+#   scripts/build.sh            engines + all binaries
+#   STOKER_NO_ENGINES=1 scripts/build.sh
+#                               skip llama.cpp/whisper.cpp: their plugins are
+#                               built without the engines and report not ready
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=setup-env.sh
+. scripts/setup-env.sh
+
+tags=
+if [ -z "${STOKER_NO_ENGINES:-}" ]; then
+	bash scripts/install-engines.sh
+	# shellcheck source=engines/env.sh
+	. scripts/engines/env.sh
+	tags="llamacpp whispercpp"
+fi
+mkdir -p bin
+plugins=()
+for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin plugins/faults/faults-plugin; do
+	[ -f "$d/main.go" ] && plugins+=("./$d")
+done
+go build -trimpath -tags "$tags" -o bin/ ./supervisor/cmd/stoker "${plugins[@]}"
+chmod go-w bin/*
+echo "built: $(cd bin && echo *)"

@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# setup-env.sh is sourced by the other scripts: it checks the machine has what
+# they need and installs what is missing from Debian's archive (as root) or
+# says how to get it.
+_stoker_need() {
+	local missing=()
+	command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
+	command -v go >/dev/null || { echo "Go is not installed (want Go 1.26 at /usr/local/go)" >&2; return 1; }
+	for tool in cmake pkg-config git npm g++ flock; do
+		command -v "$tool" >/dev/null || missing+=("$tool")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	local pkgs=()
+	for tool in "${missing[@]}"; do
+		case $tool in
+		g++) pkgs+=(g++) ;;
+		flock) pkgs+=(util-linux) ;;
+		*) pkgs+=("$tool") ;;
+		esac
+	done
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "installing ${pkgs[*]} from Debian's archive" >&2
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2
+	else
+		echo "missing tools: ${missing[*]} (install: apt-get install ${pkgs[*]})" >&2
+		return 1
+	fi
+}
+_stoker_need
+unset -f _stoker_need

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# test.sh is the whole check, the same on a laptop and in CI: it installs the
+# engines, checks the engine contract (buf lint, generated code fresh),
+# formatting and vet, runs every test (engine tests included, with the real
+# llama.cpp and whisper.cpp), and runs each fuzz target briefly.
+#
+#   scripts/test.sh                 everything
+#   STOKER_FUZZTIME=30s scripts/test.sh
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=setup-env.sh
+. scripts/setup-env.sh
+
+bash scripts/install-engines.sh
+# shellcheck source=engines/env.sh
+. scripts/engines/env.sh
+tags="llamacpp whispercpp"
+
+echo "== proto"
+bash scripts/proto.sh check
+
+echo "== gofmt"
+unformatted=$(git ls-files '*.go' | grep -v '\.pb\.go$' | xargs gofmt -l)
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+go vet -tags "$tags" ./...
+
+echo "== go test"
+go test -tags "$tags" -timeout 30m ./...
+
+echo "== fuzz (${STOKER_FUZZTIME:=10s} each)"
+# Every Fuzz target, each in its own package run.
+git grep -l '^func Fuzz' -- '*_test.go' | while read -r f; do
+	pkg=./$(dirname "$f")
+	for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
+		echo "-- $pkg $target"
+		go test -tags "$tags" -run '^$' -fuzz "^${target}\$" -fuzztime "$STOKER_FUZZTIME" "$pkg"
+	done
+done
+echo "== all checks passed"
