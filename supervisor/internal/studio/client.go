@@ -221,8 +221,16 @@ type Client struct {
 
 	paused atomic.Bool
 	// busy is the one job slot (I-10), reserved by CAS in the offer
-	// handler and released when the job goroutine ends.
+	// handler and released once the job's outcome is reported (or its
+	// goroutine ends without one).
 	busy atomic.Bool
+	// finishing is set while a job's terminal report is being sent: the
+	// studio may offer the next job before the send returns (it nudges
+	// on receipt), and such an offer waits for the slot instead of being
+	// rejected busy.
+	finishing atomic.Bool
+	slotMu    sync.Mutex    // guards slotFree
+	slotFree  chan struct{} // closed and replaced whenever the slot is released
 	ran  atomic.Bool
 	// jobs counts job goroutines; Run waits for them before returning.
 	jobs sync.WaitGroup
@@ -296,6 +304,30 @@ func (c *Client) currentJob() string {
 }
 
 func (c *Client) setCurrentJob(id string) { c.update(func(s *Status) { s.CurrentJobID = id }) }
+
+// releaseSlot clears currentJobId, frees the job slot and wakes offers
+// waiting for it. Each job calls it exactly once (through a sync.Once).
+func (c *Client) releaseSlot() {
+	c.setCurrentJob("")
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	c.finishing.Store(false)
+	c.busy.Store(false)
+	if c.slotFree != nil {
+		close(c.slotFree)
+	}
+	c.slotFree = make(chan struct{})
+}
+
+// slotFreed returns a channel closed at the next release of the slot.
+func (c *Client) slotFreed() <-chan struct{} {
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	if c.slotFree == nil {
+		c.slotFree = make(chan struct{})
+	}
+	return c.slotFree
+}
 
 // capabilities returns a fresh snapshot with AutoEnabled from the pause flag.
 func (c *Client) capabilities() protocol.WorkerCapabilities {

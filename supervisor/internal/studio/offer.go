@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"sync"
+	"time"
 
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
@@ -22,10 +24,50 @@ func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim
 		return
 	}
 	if !c.busy.CompareAndSwap(false, true) {
+		if c.finishing.Load() {
+			// The job in the slot is reporting its outcome right now; the
+			// studio offers the next one as soon as it has it.
+			freed := c.slotFreed()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				t := time.NewTimer(finishingWait)
+				defer t.Stop()
+				select {
+				case <-freed:
+				case <-t.C:
+				case <-ctx.Done():
+				}
+				s.admit(ctx, claim)
+			}()
+			return
+		}
 		s.log.Info("rejecting offer: worker is already busy", "job", claim.JobID)
 		s.reject(claim.JobID, protocol.ReasonBusy, protocol.RejectBusy)
 		return
 	}
+	s.start(ctx, claim)
+}
+
+// finishingWait bounds how long an offer waits for a slot whose job is
+// reporting its outcome before it is rejected busy.
+const finishingWait = 2 * time.Second
+
+// admit reserves the slot for an offer that waited for it, or rejects it
+// busy.
+func (s *session) admit(ctx context.Context, claim *protocol.JobOfferClaim) {
+	if !s.c.busy.CompareAndSwap(false, true) {
+		s.log.Info("rejecting offer: worker is still busy", "job", claim.JobID)
+		s.reject(claim.JobID, protocol.ReasonBusy, protocol.RejectBusy)
+		return
+	}
+	s.start(ctx, claim)
+}
+
+// start validates and admits a claim whose slot is reserved, and starts its
+// job goroutine.
+func (s *session) start(ctx context.Context, claim *protocol.JobOfferClaim) {
+	c := s.c
 	if err := claim.Validate(); err != nil {
 		c.busy.Store(false)
 		s.log.Warn("rejecting invalid offer", "job", claim.JobID, "error", err)
@@ -57,15 +99,16 @@ func (s *session) reject(jobID, reason string, code protocol.RejectCode) {
 // ctx is Run's ctx: the job outlives its session.
 func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOfferClaim) {
 	defer c.jobs.Done()
-	defer c.busy.Store(false)
+	release := sync.OnceFunc(c.releaseSlot)
+	defer release()
 	log := s.log.With("job", claim.JobID)
 	if err := s.send(protocol.Accept{JobID: claim.JobID}); err != nil {
 		log.Error("accept send failed; job abandoned", "error", err)
 		return
 	}
 	c.setCurrentJob(claim.JobID)
-	defer c.setCurrentJob("")
 	rep := c.newReporter(s, claim.JobID, log)
+	rep.release = release
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("job runner panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))

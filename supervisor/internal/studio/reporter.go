@@ -31,8 +31,24 @@ type reporter struct {
 	token    secret.Value
 	log      hclog.Logger
 
+	// release frees the job slot; called once the outcome is reported,
+	// so the studio's next offer (sent as soon as it has the outcome)
+	// finds the worker idle.
+	release func()
+
 	mu       sync.Mutex // serialises terminal reports; guards reported
 	reported bool
+}
+
+// finishing marks the terminal report as under way (see Client.finishing).
+func (r *reporter) finishing() { r.c.finishing.Store(true) }
+
+// done records the outcome as reported and frees the slot.
+func (r *reporter) doneLocked() {
+	r.reported = true
+	if r.release != nil {
+		r.release()
+	}
 }
 
 var _ Reporter = (*reporter)(nil)
@@ -60,12 +76,13 @@ func (r *reporter) CompleteJSON(ctx context.Context, result json.RawMessage, pro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("complete json: %w", err)
 	}
+	r.finishing()
 	if err := r.s.send(protocol.CompleteJSON{JobID: r.jobID, Result: result, Prompt: prompt}); err != nil {
 		// I-11: never "completed"; no fail frame can follow on this socket.
 		r.log.Error("json result send failed; the job is lost to this session", "error", err)
 		return err
 	}
-	r.reported = true
+	r.doneLocked()
 	r.log.Info("json result sent")
 	return nil
 }
@@ -80,11 +97,12 @@ func (r *reporter) Fail(ctx context.Context, message string, retryable bool) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("fail: %w", err)
 	}
+	r.finishing()
 	if err := r.s.send(protocol.Fail{JobID: r.jobID, Error: message, Retryable: retryable}); err != nil {
 		r.log.Error("failed to notify studio of job failure", "error", err)
 		return err
 	}
-	r.reported = true
+	r.doneLocked()
 	r.log.Info("job failure reported", "retryable", retryable)
 	return nil
 }
@@ -110,7 +128,7 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 	for attempt := 1; ; attempt++ {
 		status, body, err := r.uploadOnce(ctx, u, ext, prompt, open)
 		if err == nil && status/100 == 2 {
-			r.reported = true
+			r.doneLocked()
 			r.log.Info("binary upload ok", "attempts", attempt)
 			return nil
 		}
@@ -149,6 +167,9 @@ func (r *reporter) uploadOnce(ctx context.Context, u, ext, prompt string, open f
 	if err != nil {
 		return 0, "", openError{err}
 	}
+	// Once the last byte is read the studio may store the result and offer
+	// the next job before its response reaches us.
+	src = &eofNotifier{ReadCloser: src, atEOF: r.finishing}
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	writeDone := make(chan error, 1)
@@ -211,4 +232,18 @@ func isJSONContainer(b json.RawMessage) bool {
 		return false
 	}
 	return json.Valid(t)
+}
+
+// eofNotifier calls atEOF when its reader reports io.EOF.
+type eofNotifier struct {
+	io.ReadCloser
+	atEOF func()
+}
+
+func (e *eofNotifier) Read(p []byte) (int, error) {
+	n, err := e.ReadCloser.Read(p)
+	if err == io.EOF {
+		e.atEOF()
+	}
+	return n, err
 }

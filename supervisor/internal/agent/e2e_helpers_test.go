@@ -1,0 +1,241 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/goleak"
+
+	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/plugins/synthetic"
+	"github.com/stokerhq/stoker/supervisor/internal/agent"
+	"github.com/stokerhq/stoker/supervisor/internal/config"
+	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+)
+
+// e2ePluginName is the name under which the test binary, linked into a
+// plugin dir, serves e2eEngine (go-plugin's helperProcess pattern): a
+// plugin for outputs and failures the synthetic plugin must not fake.
+const e2ePluginName = "e2e-plugin"
+
+// binDir holds the real plugin binaries built once for the whole run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	if filepath.Base(os.Args[0]) == e2ePluginName {
+		plugins.Serve(e2eEngine{})
+		return
+	}
+	dir, err := os.MkdirTemp("", "stoker-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/stokerhq/stoker/plugins/synthetic/synthetic-plugin")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the synthetic plugin:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// e2eEngine serves engine id "e2e": an image job returns width×height
+// bytes of synthetic.Blob (any size, streamed); an llm job fails with an
+// engine error when asked, else answers.
+type e2eEngine struct{}
+
+func (e2eEngine) Describe(context.Context) (*plugins.Description, error) {
+	return &plugins.Description{
+		Name: "e2e", Version: "1", ContractVersion: plugins.ContractVersion,
+		Engines: []string{"e2e"}, Kinds: []plugins.TaskKind{plugins.KindImage, plugins.KindLLM},
+		Models: map[plugins.TaskKind][]string{plugins.KindImage: {"e2e-blob"}, plugins.KindLLM: {"e2e-llm"}},
+		Ready:  true,
+	}, nil
+}
+
+func (e2eEngine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error {
+	switch req.Task.Kind {
+	case plugins.KindImage:
+		n := int64(req.Task.Image.Width) * int64(req.Task.Image.Height)
+		return synthetic.Blob(req.Task.Image.Prompt, n, outputWriter{ev})
+	case plugins.KindLLM:
+		if req.Task.Prompt() == "engine-error" {
+			return plugins.Errorf(plugins.ErrEngine, "the e2e engine refuses: model weights unreadable")
+		}
+		return ev.Result([]byte(`{"object":"chat.completion","choices":[]}`))
+	}
+	return plugins.Errorf(plugins.ErrUnsupported, "cannot serve %s", req.Task.Kind)
+}
+
+type outputWriter struct{ ev plugins.Events }
+
+func (w outputWriter) Write(p []byte) (int, error) {
+	if err := w.ev.Output("bin", p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// stack is a dev studio and an agent running against it in this process,
+// with real plugin processes.
+type stack struct {
+	studio *devstudio.Server
+	agent  *agent.Agent
+	files  string // the dev studio's FilesDir, served at /dev/files/
+}
+
+type stackOptions struct {
+	maxAttempts int
+	catalog     func(*devstudio.Server, *devstudio.Catalog)
+	logOutput   io.Writer
+}
+
+// startStack starts the dev studio on 127.0.0.1:0 and the agent with the
+// synthetic plugin and the e2e plugin; both stop when the test ends.
+func startStack(tb testing.TB, o stackOptions) *stack {
+	tb.Helper()
+	if o.logOutput == nil {
+		o.logOutput = io.Discard
+	}
+	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "stoker", Level: hclog.Info, Output: o.logOutput})
+	cat := devstudio.DefaultCatalog()
+	files := tb.TempDir()
+	srv, err := devstudio.New(devstudio.Config{
+		Addr: "127.0.0.1:0", AutoApprove: true, Catalog: cat, MaxAttempts: o.maxAttempts,
+		FilesDir: files, ResultsDir: tb.TempDir(), Logger: log,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	if o.catalog != nil {
+		o.catalog(srv, cat)
+	}
+
+	pluginDir := tb.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, link := range []struct{ target, name string }{
+		{filepath.Join(binDir, "synthetic-plugin"), "synthetic-plugin"},
+		{exe, e2ePluginName},
+	} {
+		if err := os.Symlink(link.target, filepath.Join(pluginDir, link.name)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	cfg, err := config.Load("", []string{
+		"STOKER_API_BASE_URL=" + srv.URL(),
+		"STOKER_STATE_DIR=" + tb.TempDir(),
+		"STOKER_PLUGIN_DIR=" + pluginDir,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *agent.Agent, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, Ready: func(a *agent.Agent) { ready <- a }})
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("agent.Run: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		return &stack{studio: srv, agent: a, files: files}
+	case err := <-done:
+		tb.Fatalf("agent.Run returned early: %v", err)
+	}
+	return nil
+}
+
+// submit queues a job and waits until it is completed or failed for good.
+func (s *stack) submit(tb testing.TB, model string, task any) devstudio.JobView {
+	tb.Helper()
+	raw, err := json.Marshal(task)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id, err := s.studio.Submit(model, raw)
+	if err != nil {
+		tb.Fatalf("submit %s: %v", model, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	v, err := s.studio.WaitJob(ctx, id, func(v devstudio.JobView) bool { return v.Status.Done() })
+	if err != nil {
+		tb.Fatalf("job %s (%s): %v; last view %+v", id, model, err, v)
+	}
+	return v
+}
+
+// result fetches a binary result through the dev studio's HTTP API.
+func (s *stack) result(tb testing.TB, v devstudio.JobView) []byte {
+	tb.Helper()
+	if v.ResultURL == "" {
+		tb.Fatalf("job %s has no binary result: %+v", v.ID, v)
+	}
+	resp, err := httpGet(v.ResultURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// addEntry adds a catalog model served by engine.
+func addEntry(tb testing.TB, cat *devstudio.Catalog, id, engine string) {
+	tb.Helper()
+	err := cat.Add(id, devstudio.CatalogEntry{Source: protocol.ModelSource{
+		Engine: engine, CliDefaults: &protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 1, Height: 1},
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func httpGet(url string) ([]byte, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
