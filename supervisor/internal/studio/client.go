@@ -231,7 +231,7 @@ type Client struct {
 	finishing atomic.Bool
 	slotMu    sync.Mutex    // guards slotFree
 	slotFree  chan struct{} // closed and replaced whenever the slot is released
-	ran  atomic.Bool
+	ran       atomic.Bool
 	// jobs counts job goroutines; Run waits for them before returning.
 	jobs sync.WaitGroup
 
