@@ -139,12 +139,8 @@ func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep 
 		"game", claim.GameID, "asset", claim.AssetName, "vram_estimate_gb", claim.VramGbEstimate)
 	start := time.Now()
 
-	dir, err := os.MkdirTemp(r.cfg.WorkDir, "job-"+safeName(claim.JobID)+"-")
-	if err != nil {
-		r.fail(ctx, log, rep, plugins.Errorf(plugins.ErrEngine, "job scratch dir: %w", err))
-		return
-	}
-	defer os.RemoveAll(dir)
+	dir := &scratch{parent: r.cfg.WorkDir, prefix: "job-" + safeName(claim.JobID) + "-"}
+	defer dir.remove()
 
 	req, lease, err := r.prepare(ctx, claim, dir)
 	defer lease.Release()
@@ -169,7 +165,7 @@ func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep 
 
 // prepare builds the engine request: model files from the store (leased
 // against eviction until the job ends) and inputs fetched into dir.
-func (r *Runner) prepare(ctx context.Context, claim *protocol.JobOfferClaim, dir string) (*plugins.RunRequest, *models.Lease, error) {
+func (r *Runner) prepare(ctx context.Context, claim *protocol.JobOfferClaim, dir *scratch) (*plugins.RunRequest, *models.Lease, error) {
 	req := &plugins.RunRequest{
 		JobID:    claim.JobID,
 		Model:    claim.Model,
@@ -185,7 +181,11 @@ func (r *Runner) prepare(ctx context.Context, claim *protocol.JobOfferClaim, dir
 		req.Files = append(req.Files, plugins.ModelFile{Role: l.Role, Path: l.Path})
 	}
 	for _, in := range inputsOf(*claim.Task, &req.Inputs) {
-		path, err := r.cfg.Models.FetchInput(ctx, in.url, in.kind, dir)
+		d, err := dir.path()
+		if err != nil {
+			return nil, lease, plugins.Errorf(plugins.ErrEngine, "job scratch dir: %w", err)
+		}
+		path, err := r.cfg.Models.FetchInput(ctx, in.url, in.kind, d)
 		if err != nil {
 			return nil, lease, fetchError(err)
 		}
@@ -229,7 +229,7 @@ func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.Run
 // runBinary runs a job whose result is a file. The output streams to the
 // upload as the engine produces it and, at the same time, to a spool file
 // in the job's scratch dir, from which a retried upload reads.
-func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, dir, prompt string, rep studio.Reporter) error {
+func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, dir *scratch, prompt string, rep studio.Reporter) error {
 	rctx, cancel := r.reportCtx(ctx)
 	defer cancel()
 	ev := &binaryEvents{
@@ -362,7 +362,7 @@ func (e *jsonEvents) Result(js []byte) error {
 // spool file.
 type binaryEvents struct {
 	progress func(kind string, step, total uint64, unit, level, msg string)
-	dir      string
+	dir      *scratch
 	start    func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error
 
 	ext        string
@@ -388,7 +388,11 @@ func (e *binaryEvents) Result([]byte) error {
 
 func (e *binaryEvents) Output(ext string, p []byte) error {
 	if e.spool == nil {
-		f, err := os.OpenFile(filepath.Join(e.dir, "result."+ext), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+		dir, err := e.dir.path()
+		if err != nil {
+			return plugins.Errorf(plugins.ErrEngine, "job scratch dir: %w", err)
+		}
+		f, err := os.OpenFile(filepath.Join(dir, "result."+ext), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 		if err != nil {
 			return plugins.Errorf(plugins.ErrEngine, "spool result: %w", err)
 		}
@@ -438,4 +442,28 @@ func (e *binaryEvents) finish(runErr error) <-chan error {
 		}
 	}
 	return e.uploadDone
+}
+
+// scratch is a job's scratch directory, made on first use: most JSON jobs
+// have no inputs and no output file, and need none.
+type scratch struct {
+	parent, prefix string
+	dir            string
+}
+
+func (s *scratch) path() (string, error) {
+	if s.dir == "" {
+		d, err := os.MkdirTemp(s.parent, s.prefix)
+		if err != nil {
+			return "", err
+		}
+		s.dir = d
+	}
+	return s.dir, nil
+}
+
+func (s *scratch) remove() {
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
 }
