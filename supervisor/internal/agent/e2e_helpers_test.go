@@ -110,6 +110,7 @@ type stackOptions struct {
 	maxAttempts int
 	catalog     func(*devstudio.Server, *devstudio.Catalog)
 	logOutput   io.Writer
+	hooks       devstudio.Hooks
 }
 
 // startStack starts the dev studio on 127.0.0.1:0 and the agent with the
@@ -124,7 +125,7 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 	files := tb.TempDir()
 	srv, err := devstudio.New(devstudio.Config{
 		Addr: "127.0.0.1:0", AutoApprove: true, Catalog: cat, MaxAttempts: o.maxAttempts,
-		FilesDir: files, ResultsDir: tb.TempDir(), Logger: log,
+		FilesDir: files, ResultsDir: tb.TempDir(), Logger: log, Hooks: o.hooks,
 	})
 	if err != nil {
 		tb.Fatal(err)

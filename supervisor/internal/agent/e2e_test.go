@@ -11,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/image/webp"
 
 	"github.com/stokerhq/stoker/plugins/synthetic"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
 // TestEveryKindEndToEnd sends a job of every kind through the whole
@@ -188,6 +190,43 @@ func TestLargeOutputStreamedIntact(t *testing.T) {
 	}
 	if want := hex.EncodeToString(h.Sum(nil)); v.ResultSHA256 != want || v.ResultBytes != side*side {
 		t.Errorf("stored %d bytes sha256 %s, want %d bytes %s", v.ResultBytes, v.ResultSHA256, side*side, want)
+	}
+}
+
+// TestUploadFailureFailsRetryable: when every upload attempt fails (503 on
+// the first try and both retries), the job is failed retryable as an
+// upload failure, never reported completed (I-11).
+func TestUploadFailureFailsRetryable(t *testing.T) {
+	var attempts atomic.Int32
+	s := startStack(t, stackOptions{maxAttempts: 1, hooks: devstudio.Hooks{
+		UploadStatus: func(_, _ string, _ int) int { attempts.Add(1); return 503 },
+	}})
+	v := s.submit(t, "synthetic-image", map[string]any{"kind": "image", "prompt": "x", "width": 8, "height": 8})
+	if v.Status != devstudio.JobFailed || !v.Retryable || !strings.Contains(v.Error, "upload_failed") {
+		t.Fatalf("got %+v, want a retryable upload failure", v)
+	}
+	if n := attempts.Load(); n != 3 {
+		t.Errorf("%d upload attempts, want 3 (one and two retries)", n)
+	}
+}
+
+// TestRefusedModelURLIsBadInput: a model file whose URL the store refuses
+// (a scheme other than https) fails the job as bad input, not retryable,
+// before any request is made.
+func TestRefusedModelURLIsBadInput(t *testing.T) {
+	s := startStack(t, stackOptions{maxAttempts: 3, catalog: func(_ *devstudio.Server, c *devstudio.Catalog) {
+		err := c.Add("ftp-model", devstudio.CatalogEntry{Source: protocol.ModelSource{
+			Engine:      "synthetic",
+			Files:       []protocol.ModelFile{{Role: "model", URL: "ftp://models.example/x.gguf", Filename: "x.gguf"}},
+			CliDefaults: &protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 1, Height: 1},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}})
+	v := s.submit(t, "ftp-model", map[string]any{"kind": "llm", "messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	if v.Status != devstudio.JobFailed || v.Retryable || v.Attempts != 1 || !strings.Contains(v.Error, "bad_input") {
+		t.Fatalf("got %+v, want one non-retryable bad_input failure", v)
 	}
 }
 
