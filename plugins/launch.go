@@ -1,13 +1,18 @@
 package plugins
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,6 +38,44 @@ type LaunchConfig struct {
 	// StderrLines is how many of the last stderr lines are kept for crash
 	// reports. (default 20)
 	StderrLines int
+	// SHA256, if set, pins the executable: its hex SHA-256 is checked right
+	// before the process starts, and a mismatch refuses the launch with an
+	// error wrapping ErrChecksum. (go-plugin's SecureConfig cannot be
+	// combined with a RunnerFunc, so Launch checks itself.) The file is
+	// hashed, then executed by path: whoever may replace it between the two
+	// could also have replaced it before; the plugin dir's permission check
+	// is what keeps others out.
+	SHA256 string
+	// Started, if set, is called with the process id as soon as the
+	// process exists, before the handshake (the supervisor records it for
+	// its start-up reaper). It must not block.
+	Started func(pid int)
+}
+
+// ErrChecksum is wrapped by Launch's error when the executable does not
+// match LaunchConfig.SHA256.
+var ErrChecksum = errors.New("plugin checksum mismatch")
+
+// VerifySHA256 checks that the file at path has the hex SHA-256 want
+// (either case). The error wraps ErrChecksum on a mismatch.
+func VerifySHA256(path, want string) error {
+	wantSum, err := hex.DecodeString(strings.TrimSpace(want))
+	if err != nil || len(wantSum) != sha256.Size {
+		return fmt.Errorf("sha256 pin %q for %s: not 64 hex digits", want, filepath.Base(path))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, wantSum) {
+		return fmt.Errorf("%w: %s has sha256 %x, the configured pin is %x; refusing to run it", ErrChecksum, path, got, wantSum)
+	}
+	return nil
 }
 
 // Plugin is a running engine plugin. It implements [Engine] and
@@ -65,6 +108,11 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("launch %s: %w", cfg.Path, err)
 	}
+	if cfg.SHA256 != "" {
+		if err := VerifySHA256(path, cfg.SHA256); err != nil {
+			return nil, fmt.Errorf("launch %s: %w", filepath.Base(path), err)
+		}
+	}
 	p := &Plugin{tail: newStderrTail(cfg.StderrLines), path: path}
 	var stderr io.Writer = p.tail
 	if cfg.Stderr != nil {
@@ -77,7 +125,7 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 			// spec carries the environment go-plugin prepared (the
 			// handshake, the mTLS certificate, the socket dir).
 			env := append(spec.Env, cfg.Env...)
-			proc, err := newProcess(path, cfg.Args, env)
+			proc, err := newProcess(path, cfg.Args, env, cfg.Started)
 			p.proc = proc
 			return proc, err
 		},
@@ -145,6 +193,11 @@ func (p *Plugin) Kill() {
 // "SIGSEGV: segmentation violation" or "fatal error: unexpected signal".
 var goSignal = regexp.MustCompile(`^(SIG[A-Z]+): `)
 
+// outOfMemory matches a crash headline that says the process ran out of
+// memory: the Go runtime's "fatal error: runtime: out of memory" and a C++
+// "std::bad_alloc" left uncaught.
+var outOfMemory = regexp.MustCompile(`out of memory|std::bad_alloc`)
+
 // crashGrace is how long Run waits, after the stream broke, for the process
 // to be reaped so the report can carry its exit status. A dead process
 // closes its socket and is reaped within microseconds; the bound only
@@ -153,26 +206,50 @@ const crashGrace = 2 * time.Second
 
 // Run runs a job on the plugin (see [Engine.Run]). When the plugin process
 // dies mid-job, the returned *JobError is of kind ErrCrashed (or
-// ErrOutOfMemory when the kernel's OOM killer is the likely cause) and
-// carries the exit code or signal and the plugin's last stderr lines.
+// ErrOutOfMemory when the kernel's OOM killer acted in the plugin's memory
+// cgroup meanwhile, or the plugin's last words say it ran out of memory) and
+// carries the exit code or signal and the plugin's last stderr lines. When
+// the stream broke but the process lives on (a broken transport), Run kills
+// the process, which is of no further use, and reports a crash saying so.
 func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
-	oomBefore, oomKnown := oomKillCount()
+	oomFile := oomKillFile(p.Pid())
+	oomBefore, oomKnown := oomKillCount(oomFile)
 	err := p.grpcClient.Run(ctx, req, ev)
 	if !errors.Is(err, errBrokenStream) {
 		return err
 	}
 	je := AsJobError(err)
+	name := filepath.Base(p.path)
+	lived := false
+	grace := time.NewTimer(crashGrace)
+	defer grace.Stop()
 	select {
 	case <-p.proc.exited:
-	case <-time.After(crashGrace):
-		je.Message = fmt.Sprintf("plugin %s: %s; the process is still running", filepath.Base(p.path), errBrokenStream)
-		je.StderrTail = p.StderrTail()
-		return je
+		// The tail is complete once stderr reached its end (a helper the
+		// plugin spawned may hold it open: bounded by the same grace).
+		select {
+		case <-p.proc.stderr.done:
+		case <-grace.C:
+		}
+	case <-grace.C:
+		lived = true
+		_ = p.proc.Kill(context.Background())
+		<-p.proc.exited
+		p.Kill()
 	}
 	st := p.ExitStatus()
-	je.ExitCode, je.Signal, je.StderrTail = st.Code, st.Signal, p.StderrTail()
-	je.Message = fmt.Sprintf("plugin %s crashed mid-job: %s", filepath.Base(p.path), st)
-	if h := p.tail.Headline(); h != "" {
+	je.ExitCode, je.Signal, je.StderrTail = st.Code, st.Signal, p.tail.CrashLines()
+	if lived {
+		je.Message = fmt.Sprintf("plugin %s: transport broke mid-job while the process lived on (%v); killed it", name, streamCause(je.Err))
+		return je
+	}
+	if st.Signal == "" && st.Code == 0 {
+		je.Message = fmt.Sprintf("plugin %s exited mid-job with code 0", name)
+	} else {
+		je.Message = fmt.Sprintf("plugin %s crashed mid-job: %s", name, st)
+	}
+	h := p.tail.Headline()
+	if h != "" {
 		// A Go plugin catches fatal signals itself, prints the cause and
 		// exits with code 2; name the signal from its own words.
 		if m := goSignal.FindStringSubmatch(h); m != nil && je.Signal == "" {
@@ -180,9 +257,27 @@ func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
 		}
 		je.Message += ": " + h
 	}
-	if oomAfter, ok := oomKillCount(); st.Signal == "SIGKILL" && oomKnown && ok && oomAfter > oomBefore {
+	if sig := p.tail.Signal(); je.Signal == "" && sig != "" {
+		je.Signal = sig
+	}
+	if oomAfter, ok := oomKillCount(oomFile); st.Signal == "SIGKILL" && oomKnown && ok && oomAfter > oomBefore {
 		je.Kind = ErrOutOfMemory
-		je.Message = fmt.Sprintf("plugin %s was killed by the kernel's OOM killer mid-job", filepath.Base(p.path))
+		je.Message = fmt.Sprintf("plugin %s was killed by the kernel's OOM killer mid-job (memory cgroup oom_kill %d -> %d)", name, oomBefore, oomAfter)
+	} else if h != "" && outOfMemory.MatchString(h) {
+		je.Kind = ErrOutOfMemory
+		je.Message = fmt.Sprintf("plugin %s ran out of memory mid-job (%s): %s", name, st, h)
 	}
 	return je
+}
+
+// streamCause is the transport error behind a broken stream.
+func streamCause(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !errors.Is(e, errBrokenStream) {
+				return e
+			}
+		}
+	}
+	return err
 }

@@ -19,17 +19,19 @@ func sysProcAttr() *syscall.SysProcAttr {
 
 func killGroup(pid int) error { return syscall.Kill(-pid, syscall.SIGKILL) }
 
-// oomKillCount returns the oom_kill counter of the memory cgroup the
-// supervisor runs in; plugins inherit it. A SIGKILL that comes with a rise
-// of this counter is the OOM killer's work. ok is false where the counter
-// cannot be read.
-func oomKillCount() (n uint64, ok bool) {
-	cg, err := os.ReadFile("/proc/self/cgroup")
+// oomKillFile returns the file holding the oom_kill counter of the memory
+// cgroup process pid runs in (plugins inherit the supervisor's unless they
+// move), or "" where there is none. Reading it before and after a job
+// tells whether the OOM killer acted in that cgroup meanwhile; the file is
+// named while the process lives, since /proc/<pid> goes with it.
+func oomKillFile(pid int) string {
+	cg, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cgroup"))
 	if err != nil {
-		return 0, false
+		return ""
 	}
 	// cgroup v2: "0::/path" with memory.events; v1: "N:memory:/path" with
-	// memory.oom_control. Both carry an "oom_kill N" line.
+	// memory.oom_control. Both carry an "oom_kill N" line. A v1 memory
+	// controller wins over an empty v2 hierarchy.
 	var file string
 	for _, line := range strings.Split(string(cg), "\n") {
 		if rest, found := strings.CutPrefix(line, "0::"); found && file == "" {
@@ -39,6 +41,12 @@ func oomKillCount() (n uint64, ok bool) {
 			file = filepath.Join("/sys/fs/cgroup/memory", rest, "memory.oom_control")
 		}
 	}
+	return file
+}
+
+// oomKillCount reads the oom_kill counter from file (see oomKillFile); ok
+// is false where it cannot be read.
+func oomKillCount(file string) (n uint64, ok bool) {
 	if file == "" {
 		return 0, false
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-plugin/runner"
 )
@@ -22,6 +23,9 @@ type ExitStatus struct {
 	Signal string
 	// Err is the wait error as os/exec reported it.
 	Err error
+	// At is when the supervisor reaped the process: the moment of death
+	// as near as the host can tell.
+	At time.Time
 }
 
 func (s ExitStatus) String() string {
@@ -36,10 +40,13 @@ func (s ExitStatus) String() string {
 // group, and tells the host the moment the process is gone and how it
 // ended. go-plugin's own runner offers neither.
 type process struct {
-	cmd    *exec.Cmd
-	stdout io.ReadCloser
-	stderr io.ReadCloser
-	exited chan struct{} // closed once Wait has returned
+	cmd     *exec.Cmd
+	stdout  io.ReadCloser
+	stderr  *eofReader
+	stderrW *os.File      // the child's end, closed here once it started
+	exited  chan struct{} // closed once Wait has returned
+	// started, if set, is told the pid as soon as the process exists.
+	started func(pid int)
 
 	mu     sync.Mutex // guards status
 	status ExitStatus
@@ -47,7 +54,7 @@ type process struct {
 
 var _ runner.Runner = (*process)(nil)
 
-func newProcess(path string, args []string, env []string) (*process, error) {
+func newProcess(path string, args []string, env []string, started func(pid int)) (*process, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Env = env
 	cmd.SysProcAttr = sysProcAttr()
@@ -55,18 +62,37 @@ func newProcess(path string, args []string, env []string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	stderr, err := cmd.StderrPipe()
+	// Not cmd.StderrPipe: Wait closes that pipe as soon as the process is
+	// reaped, which can drop the last lines a crashing plugin wrote, the
+	// very lines a crash report needs. Our own pipe is read to its end.
+	r, w, err := os.Pipe()
 	if err != nil {
+		stdout.Close()
 		return nil, err
 	}
-	return &process{cmd: cmd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}, nil
+	cmd.Stderr = w
+	return &process{
+		cmd: cmd, stdout: stdout, stderrW: w, exited: make(chan struct{}), started: started,
+		stderr: &eofReader{r: r, done: make(chan struct{})},
+	}, nil
 }
 
-func (p *process) Start(context.Context) error { return p.cmd.Start() }
+func (p *process) Start(context.Context) error {
+	err := p.cmd.Start()
+	p.stderrW.Close() // the child holds its own copy
+	if err != nil {
+		p.stderr.Close()
+		return err
+	}
+	if p.started != nil {
+		p.started(p.cmd.Process.Pid)
+	}
+	return nil
+}
 
 func (p *process) Wait(context.Context) error {
 	err := p.cmd.Wait()
-	st := ExitStatus{Code: -1, Err: err}
+	st := ExitStatus{Code: -1, Err: err, At: time.Now()}
 	if ps := p.cmd.ProcessState; ps != nil {
 		st.Code = ps.ExitCode()
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -145,4 +171,26 @@ func signalName(s syscall.Signal) string {
 		return "SIGTRAP"
 	}
 	return "signal " + strconv.Itoa(int(s))
+}
+
+// eofReader is the plugin's stderr; done is closed once a read has seen
+// the end (every process holding the pipe is gone) or it was closed, so
+// the host knows every line has gone through to the tail.
+type eofReader struct {
+	r    *os.File
+	once sync.Once
+	done chan struct{}
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(func() { close(e.done) })
+	}
+	return n, err
+}
+
+func (e *eofReader) Close() error {
+	e.once.Do(func() { close(e.done) })
+	return e.r.Close()
 }

@@ -12,6 +12,13 @@
 // test connection, so the conversions and the host's checks of what a plugin
 // sends are exercised exactly as in production; [Launch] starts a built
 // plugin binary the way the supervisor does.
+//
+// Crashes and hangs need a real process: [ExpectCrash] runs a job that
+// should kill the built plugin and checks the supervisor gets a retryable
+// crash report with the exit status and stderr; [ExpectCancel] checks a job
+// stops promptly when cancelled mid-run; [ExpectStartFailure] checks a
+// plugin that cannot start fails within the start-up bound and leaves no
+// process behind.
 package plugintest
 
 import (

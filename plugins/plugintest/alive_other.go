@@ -1,0 +1,5 @@
+//go:build !unix
+
+package plugintest
+
+func processAlive(int) bool { return false }
