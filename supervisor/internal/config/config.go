@@ -6,6 +6,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -72,6 +73,25 @@ type Config struct {
 	PluginStartTimeout Duration `toml:"plugin_start_timeout"`
 	// DrainTimeout is how long SIGTERM lets a running job finish. ("60s")
 	DrainTimeout Duration `toml:"drain_timeout"`
+	// StallTimeouts overrides stall_timeout per engine id, e.g.
+	// [stall_timeouts] "llama-cpp" = "2m". As a variable:
+	// STOKER_STALL_TIMEOUTS="llama-cpp=2m,faults=1s". (none)
+	StallTimeouts map[string]Duration `toml:"stall_timeouts"`
+	// PluginCrashLimit crashes (failed starts included) within
+	// plugin_crash_window quarantine a plugin: its task kinds leave the
+	// advertised capabilities and its offers are rejected. (3)
+	PluginCrashLimit int `toml:"plugin_crash_limit"`
+	// PluginCrashWindow is the span plugin_crash_limit counts over. ("5m")
+	PluginCrashWindow Duration `toml:"plugin_crash_window"`
+	// PluginQuarantine is how long a quarantined plugin stays out of
+	// service before it is started again as a re-probe. ("1m")
+	PluginQuarantine Duration `toml:"plugin_quarantine"`
+	// PluginSHA256 pins plugin executables by file name to their hex
+	// SHA-256, e.g. [plugin_sha256] "synthetic-plugin" = "9f86d0...". A
+	// pinned plugin that differs is refused at every launch. As a variable:
+	// STOKER_PLUGIN_SHA256="synthetic-plugin=9f86...,faults-plugin=...".
+	// (none: no pins)
+	PluginSHA256 map[string]string `toml:"plugin_sha256"`
 }
 
 // Duration is a time.Duration written as "90s" or "5m" in TOML.
@@ -167,6 +187,15 @@ func (c *Config) setDefaults() error {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = Duration(60 * time.Second)
 	}
+	if c.PluginCrashLimit == 0 {
+		c.PluginCrashLimit = 3
+	}
+	if c.PluginCrashWindow == 0 {
+		c.PluginCrashWindow = Duration(5 * time.Minute)
+	}
+	if c.PluginQuarantine == 0 {
+		c.PluginQuarantine = Duration(time.Minute)
+	}
 	return nil
 }
 
@@ -184,6 +213,27 @@ func (c *Config) Validate() error {
 	}
 	if c.WSReconnectAttempts < 0 {
 		errs = append(errs, fmt.Errorf("ws_reconnect_attempts %d: must not be negative", c.WSReconnectAttempts))
+	}
+	if c.PluginCrashLimit < 0 {
+		errs = append(errs, fmt.Errorf("plugin_crash_limit %d: must not be negative", c.PluginCrashLimit))
+	}
+	for key, d := range map[string]Duration{
+		"stall_timeout": c.StallTimeout, "plugin_start_timeout": c.PluginStartTimeout, "drain_timeout": c.DrainTimeout,
+		"plugin_crash_window": c.PluginCrashWindow, "plugin_quarantine": c.PluginQuarantine,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must not be negative", key, d.D()))
+		}
+	}
+	for engine, d := range c.StallTimeouts {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("stall_timeouts.%s %v: must be positive", engine, d.D()))
+		}
+	}
+	for name, sum := range c.PluginSHA256 {
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+			errs = append(errs, fmt.Errorf("plugin_sha256.%s: %q is not 64 hex digits", name, sum))
+		}
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "trace", "debug", "info", "warn", "error":
@@ -244,6 +294,19 @@ func setField(f reflect.Value, val string) error {
 			}
 		}
 		return nil
+	case *map[string]string:
+		*p = map[string]string{}
+		return splitPairs(val, func(k, v string) error { (*p)[k] = v; return nil })
+	case *map[string]Duration:
+		*p = map[string]Duration{}
+		return splitPairs(val, func(k, v string) error {
+			var d Duration
+			if err := d.UnmarshalText([]byte(v)); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			(*p)[k] = d
+			return nil
+		})
 	case **bool:
 		b, err := strconv.ParseBool(val)
 		if err != nil {
@@ -275,6 +338,23 @@ func setField(f reflect.Value, val string) error {
 		f.SetFloat(x)
 	default:
 		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}
+
+// splitPairs parses "k=v,k=v" and calls set for each pair.
+func splitPairs(val string, set func(k, v string) error) error {
+	for _, kv := range strings.Split(val, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return fmt.Errorf("%q: want key=value", kv)
+		}
+		if err := set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -95,3 +95,56 @@ func TestTokenNeverPrinted(t *testing.T) {
 		t.Errorf("config printed the token: %s", s)
 	}
 }
+
+func TestCrashIsolationKeys(t *testing.T) {
+	pin := strings.Repeat("ab", 32)
+	path := write(t, `
+state_dir = "/tmp/st"
+plugin_crash_limit = 5
+plugin_crash_window = "10m"
+plugin_quarantine = "30s"
+drain_timeout = "5s"
+[stall_timeouts]
+"llama-cpp" = "2m"
+[plugin_sha256]
+"synthetic-plugin" = "`+pin+`"
+`)
+	c, err := Load(path, []string{"STOKER_STALL_TIMEOUTS=faults=1s, llama-cpp=3m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PluginCrashLimit != 5 || c.PluginCrashWindow.D() != 10*time.Minute || c.PluginQuarantine.D() != 30*time.Second || c.DrainTimeout.D() != 5*time.Second {
+		t.Errorf("got limit %d window %v quarantine %v drain %v", c.PluginCrashLimit, c.PluginCrashWindow.D(), c.PluginQuarantine.D(), c.DrainTimeout.D())
+	}
+	if got := c.StallTimeouts; len(got) != 2 || got["faults"].D() != time.Second || got["llama-cpp"].D() != 3*time.Minute {
+		t.Errorf("stall_timeouts = %v, want the env's faults=1s, llama-cpp=3m", got)
+	}
+	if c.PluginSHA256["synthetic-plugin"] != pin {
+		t.Errorf("plugin_sha256 = %v", c.PluginSHA256)
+	}
+
+	d, err := Load("", []string{"STOKER_STATE_DIR=/tmp/st"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PluginCrashLimit != 3 || d.PluginCrashWindow.D() != 5*time.Minute || d.PluginQuarantine.D() != time.Minute || d.DrainTimeout.D() != time.Minute {
+		t.Errorf("defaults: limit %d window %v quarantine %v drain %v; want 3, 5m, 1m, 1m", d.PluginCrashLimit, d.PluginCrashWindow.D(), d.PluginQuarantine.D(), d.DrainTimeout.D())
+	}
+}
+
+func TestCrashIsolationKeysRefused(t *testing.T) {
+	tests := []struct{ name, env string }{
+		{"short pin", "STOKER_PLUGIN_SHA256=synthetic-plugin=abcd"},
+		{"not a pair", "STOKER_PLUGIN_SHA256=synthetic-plugin"},
+		{"zero stall", "STOKER_STALL_TIMEOUTS=faults=0s"},
+		{"bad duration", "STOKER_STALL_TIMEOUTS=faults=soon"},
+		{"negative limit", "STOKER_PLUGIN_CRASH_LIMIT=-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Load("", []string{"STOKER_STATE_DIR=/tmp/st", tt.env}); err == nil {
+				t.Errorf("Load with %s succeeded, want an error", tt.env)
+			}
+		})
+	}
+}

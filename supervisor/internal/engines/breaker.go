@@ -16,6 +16,10 @@ type Breaker struct {
 
 	crashes []time.Time // crash times within Window, oldest first
 	until   time.Time   // quarantined until then; zero when not tripped
+	// probation is set when the breaker trips and cleared by Success: a
+	// plugin back from quarantine that crashes again before it proved
+	// healthy is quarantined again at once.
+	probation bool
 }
 
 func (b *Breaker) defaults() {
@@ -41,13 +45,19 @@ func (b *Breaker) Crash(now time.Time) (tripped bool) {
 		}
 	}
 	b.crashes = append(kept, now)
-	if len(b.crashes) >= b.Crashes {
+	if len(b.crashes) >= b.Crashes || b.probation && !now.Before(b.until) {
 		b.until = now.Add(b.Cooldown)
 		b.crashes = b.crashes[:0]
+		b.probation = true
 		return true
 	}
 	return false
 }
+
+// Success records that the plugin proved healthy (a re-probe after the
+// cooldown answered Describe): the probation that follows a quarantine
+// ends.
+func (b *Breaker) Success() { b.probation = false }
 
 // Quarantined reports whether the plugin is out of service at now, and
 // until when.

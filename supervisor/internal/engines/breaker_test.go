@@ -36,3 +36,24 @@ func TestBreaker(t *testing.T) {
 		})
 	}
 }
+
+func TestBreakerProbation(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := Breaker{Crashes: 2, Window: time.Minute, Cooldown: 10 * time.Second}
+	b.Crash(t0)
+	if !b.Crash(t0.Add(time.Second)) {
+		t.Fatalf("two crashes in the window did not trip")
+	}
+	after := t0.Add(12 * time.Second) // cooldown over, re-probe failed
+	if !b.Crash(after) {
+		t.Errorf("a crash on probation did not trip again at once")
+	}
+	if q, until := b.Quarantined(after.Add(time.Second)); !q || !until.Equal(after.Add(10*time.Second)) {
+		t.Errorf("Quarantined = %v until %v, want true until %v", q, until, after.Add(10*time.Second))
+	}
+	b.Success()
+	later := after.Add(11 * time.Second)
+	if b.Crash(later) {
+		t.Errorf("one crash after a successful re-probe tripped the breaker")
+	}
+}

@@ -39,8 +39,25 @@ type Config struct {
 	// StallTimeouts; 0 means DefaultStallTimeout.
 	StallTimeout  time.Duration
 	StallTimeouts map[string]time.Duration
+	// SHA256 pins plugin executables, by file name ("synthetic-plugin"),
+	// to their hex SHA-256. A pinned plugin is hashed right before each
+	// launch; a mismatch refuses the launch (a failed start, which the
+	// breaker counts) with an error saying so.
+	SHA256 map[string]string
+	// Pids, if set, is told of every plugin process as it starts and once
+	// it is gone, so the agent can record them for its start-up reaper.
+	Pids PidRecorder
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+}
+
+// PidRecorder keeps track of live plugin processes. Its methods are called
+// from the host's goroutines and must not block for long.
+type PidRecorder interface {
+	// Record is called with a plugin's pid as soon as the process exists.
+	Record(pid int)
+	// Forget is called once that process is gone.
+	Forget(pid int)
 }
 
 // DefaultStallTimeout is the stall window when none is configured. Engines
@@ -95,7 +112,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 			continue
 		}
 		seen[abs] = true
-		s := &slot{host: h, path: abs, name: filepath.Base(abs), breaker: cfg.Breaker, firstDone: make(chan struct{})}
+		s := &slot{host: h, path: abs, name: filepath.Base(abs), breaker: cfg.Breaker, firstDone: make(chan struct{}), servingCh: make(chan struct{})}
 		s.state = StateStarting
 		h.slots = append(h.slots, s)
 	}
@@ -151,7 +168,10 @@ func (h *Host) route(engine string) *slot {
 
 // Check reports whether an offer for engine and kind should be taken now.
 // It refuses only what another node could serve better right now: an
-// engine whose plugin is quarantined or restarting. A job for an engine no
+// engine whose plugin is quarantined after repeated crashes, or says it
+// cannot serve. A plugin that is being (re)started is not refused: a
+// restart takes milliseconds and Run waits for it (a refused offer would
+// cost the job an attempt and this worker for good). A job for an engine no
 // plugin serves is not refused here: it is accepted and failed loudly
 // (spec §6.4), as the reference worker does.
 func (h *Host) Check(engine string, kind plugins.TaskKind) error {
@@ -167,8 +187,10 @@ func (h *Host) Check(engine string, kind plugins.TaskKind) error {
 		return fmt.Errorf("engine %s is quarantined after repeated crashes (until %s)", engine, st.QuarantinedUntil.Format(time.RFC3339))
 	case StateNotReady:
 		return fmt.Errorf("engine %s is not ready: %s", engine, st.LastError)
-	default:
-		return fmt.Errorf("engine %s is %s", engine, st.State)
+	case StateStopped:
+		return fmt.Errorf("engine %s is stopped", engine)
+	default: // starting, restarting: Run waits
+		return nil
 	}
 }
 
@@ -216,10 +238,13 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 	if s == nil {
 		return plugins.Errorf(plugins.ErrNoEngine, "no engine plugin serves %q on this worker", req.Engine)
 	}
-	p, d := s.current()
+	p, d := s.waitServing(ctx, h.cfg.StartTimeout)
 	if p == nil || d == nil {
 		st := s.status()
-		return plugins.Errorf(plugins.ErrEngine, "engine %s is unavailable (%s): %s", req.Engine, st.State, st.LastError)
+		if ctx.Err() != nil {
+			return &plugins.JobError{Kind: plugins.ErrCancelled, Message: "job cancelled while waiting for plugin " + s.name, Err: ctx.Err()}
+		}
+		return plugins.Errorf(plugins.ErrEngine, "engine %s is unavailable (plugin %s %s): %s", req.Engine, s.name, st.State, st.LastError)
 	}
 	if !d.Ready {
 		return plugins.Errorf(plugins.ErrEngine, "engine %s is not ready: %s", req.Engine, d.NotReadyReason)
@@ -230,11 +255,14 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 	err := h.runWatched(ctx, s, p, req, ev)
 	je := plugins.AsJobError(err)
 	if je == nil {
+		s.markHealthy(p)
 		h.forget(req.JobID)
 		return nil
 	}
 	switch je.Kind {
 	case plugins.ErrCrashed, plugins.ErrOutOfMemory, plugins.ErrStalled:
+		// Whatever is left of the instance goes; supervise relaunches.
+		p.Kill()
 		if n := h.recordCrash(req.JobID); n >= 2 {
 			return &plugins.JobError{
 				Kind:     plugins.ErrPoison,
@@ -242,7 +270,10 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 				ExitCode: je.ExitCode, Signal: je.Signal, StderrTail: je.StderrTail, Err: je,
 			}
 		}
+	case plugins.ErrCancelled:
 	default:
+		// The plugin handled the job and reported its failure: healthy.
+		s.markHealthy(p)
 		h.forget(req.JobID)
 	}
 	return je

@@ -3,7 +3,9 @@ package engines
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stokerhq/stoker/plugins"
@@ -33,6 +35,10 @@ type PluginStatus struct {
 	LastError        string
 	QuarantinedUntil time.Time
 	Since            time.Time // when State was entered
+	// LastExit is when the last instance died (reaped by the host), and
+	// LastExitStatus how; zero and "" before any death.
+	LastExit       time.Time
+	LastExitStatus string
 }
 
 // slot supervises one plugin executable across its successive processes.
@@ -52,6 +58,55 @@ type slot struct {
 	restarts int
 	crashes  int
 	breaker  Breaker
+	lastExit time.Time
+	lastStat string
+	// servingCh is closed while the slot serves (ready or not ready) and
+	// replaced by an open one when the instance dies: Run waits on it.
+	servingCh chan struct{}
+	// healthy is set once the current instance handled a job (success or
+	// a reported failure): its death starts a fresh restart streak.
+	healthy  bool
+	healthyP *plugins.Plugin
+}
+
+// markHealthy records that instance p handled a job.
+func (s *slot) markHealthy(p *plugins.Plugin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == p {
+		s.healthy = true
+		s.healthyP = p
+	}
+}
+
+// waitServing returns the current instance, waiting up to bound for a
+// (re)starting plugin to serve. It returns nils when the plugin is
+// quarantined, stopped, or still not serving after bound, or ctx ended.
+func (s *slot) waitServing(ctx context.Context, bound time.Duration) (*plugins.Plugin, *plugins.Description) {
+	var timeout <-chan time.Time
+	for {
+		if p, d := s.current(); p != nil {
+			return p, d
+		}
+		s.mu.Lock()
+		st, ch := s.state, s.servingCh
+		s.mu.Unlock()
+		if st == StateQuarantined || st == StateStopped {
+			return nil, nil
+		}
+		if timeout == nil {
+			t := time.NewTimer(bound)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, nil
+		case <-timeout:
+			return nil, nil
+		}
+	}
 }
 
 func (s *slot) current() (*plugins.Plugin, *plugins.Description) {
@@ -85,6 +140,7 @@ func (s *slot) status() PluginStatus {
 	if s.proc != nil {
 		st.Pid = s.proc.Pid()
 	}
+	st.LastExit, st.LastExitStatus = s.lastExit, s.lastStat
 	if q, until := s.breaker.Quarantined(s.host.cfg.Now()); q {
 		st.QuarantinedUntil = until
 	}
@@ -108,6 +164,8 @@ func (s *slot) supervise(ctx context.Context) {
 		if err == nil {
 			s.mu.Lock()
 			s.proc, s.desc = p, d
+			s.healthy = false
+			close(s.servingCh)
 			if d.Ready {
 				s.setLocked(StateReady)
 				s.lastErr = ""
@@ -122,15 +180,29 @@ func (s *slot) supervise(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				p.Kill()
+				s.forgetPid(p.Pid())
 				s.stop()
 				return
 			case <-p.Exited():
 			}
-			p.Kill() // releases the connection and go-plugin's goroutines
 			st := p.ExitStatus()
+			s.mu.Lock()
+			s.servingCh = make(chan struct{})
+			s.proc = nil
+			s.lastExit, s.lastStat = st.At, st.String()
+			healthy := s.healthy && s.healthyP == p
+			s.healthy, s.healthyP = false, nil
+			if healthy {
+				s.breaker.Success()
+			}
+			s.mu.Unlock()
+			p.Kill() // releases the connection and go-plugin's goroutines
+			s.forgetPid(p.Pid())
 			err = fmt.Errorf("plugin process %s", st)
-			if s.host.cfg.Now().Sub(started) > s.host.cfg.Breaker.windowOrDefault() {
-				streak = 0 // it had served a whole window quietly
+			if healthy || s.host.cfg.Now().Sub(started) >= s.host.cfg.Restart.Max {
+				// It had served (a job, or a backoff's worth of quiet):
+				// the next relaunch is immediate again.
+				streak = 0
 			}
 			log.Error("plugin died", "pid", p.Pid(), "status", st.String(), "stderr_tail", p.StderrTail())
 		} else {
@@ -169,10 +241,21 @@ func (s *slot) supervise(ctx context.Context) {
 	}
 }
 
+func (s *slot) forgetPid(pid int) {
+	if s.host.cfg.Pids != nil && pid != 0 {
+		s.host.cfg.Pids.Forget(pid)
+	}
+}
+
 func (s *slot) stop() {
 	s.mu.Lock()
 	s.proc = nil
 	s.setLocked(StateStopped)
+	select {
+	case <-s.servingCh:
+	default:
+		close(s.servingCh) // wakes Runs waiting for a restart
+	}
 	s.mu.Unlock()
 	s.host.notify()
 }
@@ -184,34 +267,64 @@ func (s *slot) launch() (*plugins.Plugin, *plugins.Description, error) {
 	s.setLocked(StateStarting)
 	s.mu.Unlock()
 	cfg := s.host.cfg
+	var pid atomic.Int64
 	p, err := plugins.Launch(plugins.LaunchConfig{
 		Path:         s.path,
 		Env:          cfg.Env,
 		Logger:       cfg.Logger,
 		StartTimeout: cfg.StartTimeout,
+		SHA256:       cfg.SHA256[s.name],
+		Started: func(n int) {
+			pid.Store(int64(n))
+			if cfg.Pids != nil {
+				cfg.Pids.Record(n)
+			}
+		},
 	})
 	if err != nil {
+		s.forgetPid(int(pid.Load())) // Launch left nothing behind
+		return nil, nil, err
+	}
+	fail := func(err error) (*plugins.Plugin, *plugins.Description, error) {
+		p.Kill()
+		s.forgetPid(p.Pid())
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartTimeout)
 	defer cancel()
 	d, err := p.Describe(ctx)
 	if err != nil {
-		p.Kill()
-		return nil, nil, fmt.Errorf("describe within %s: %w", cfg.StartTimeout, err)
+		return fail(fmt.Errorf("describe within %s: %w", cfg.StartTimeout, err))
 	}
-	if d.ContractVersion != plugins.ContractVersion {
-		p.Kill()
-		return nil, nil, fmt.Errorf("plugin speaks contract v%d, this supervisor v%d", d.ContractVersion, plugins.ContractVersion)
+	if err := checkDescription(d); err != nil {
+		return fail(fmt.Errorf("plugin %s refused: %w", s.name, err))
 	}
 	return p, d, nil
 }
 
-func (b *Breaker) windowOrDefault() time.Duration {
-	if b.Window == 0 {
-		return 5 * time.Minute
+// checkDescription refuses a Describe answer the host cannot trust: another
+// contract version, no engine id, a task kind the studio does not know, or
+// models for kinds the plugin does not serve.
+func checkDescription(d *plugins.Description) error {
+	if d.ContractVersion != plugins.ContractVersion {
+		return fmt.Errorf("it speaks contract v%d, this supervisor v%d", d.ContractVersion, plugins.ContractVersion)
 	}
-	return b.Window
+	if len(d.Engines) == 0 || slices.Contains(d.Engines, "") {
+		return fmt.Errorf("it names no engine id (%q)", d.Engines)
+	}
+	served := map[plugins.TaskKind]bool{}
+	for _, k := range d.Kinds {
+		if !slices.Contains(plugins.AllKinds, k) {
+			return fmt.Errorf("it claims unknown task kind %q", k)
+		}
+		served[k] = true
+	}
+	for k := range d.Models {
+		if !served[k] {
+			return fmt.Errorf("it advertises models for kind %q, which it does not serve", k)
+		}
+	}
+	return nil
 }
 
 // sleepCtx waits d or until ctx is done; it reports whether the full wait
