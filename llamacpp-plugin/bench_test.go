@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/plugins/plugintest"
 )
 
 // Benchmarks. By default they use the tiny model; STOKER_LLAMA_BENCH_MODEL
@@ -67,19 +68,27 @@ func BenchmarkJobLatency(b *testing.B) {
 	})
 }
 
-var simpleSpeed = regexp.MustCompile(`decoded (\d+) tokens in ([0-9.]+) s`)
+// llama-simple's own report: the tokens it generated, and llama.cpp's perf
+// counters (milliseconds, to two decimals) for prompt evaluation, token
+// evaluation and sampling.
+var (
+	simpleDecoded = regexp.MustCompile(`decoded (\d+) tokens in`)
+	simpleTimes   = regexp.MustCompile(`(?m)(?:prompt eval|\beval|samplers) time =\s*([0-9.]+) ms`)
+)
 
-// BenchmarkGeneration measures greedy generation through Engine.Run (prompt
-// processing and sampling included, model resident) and through
+// BenchmarkGeneration measures greedy generation through the plugin over
+// real go-plugin gRPC (prompt processing, sampling and the result included,
+// model resident) and through
 // llama-simple on the same model, prompt and thread count, and reports
 // both rates and their ratio (plugin/llama-simple).
 func BenchmarkGeneration(b *testing.B) {
 	path := benchModel(b)
 	bin := llamaSimple(b)
 	const n = 128
-	e := newEngine(nil)
-	e.threads = benchThreads
-	defer e.Close()
+	eng := newEngine(nil)
+	eng.threads = benchThreads
+	defer eng.Close()
+	e := plugintest.Connect(b, eng)
 	req := llmRequest("bench", path, "Hello there")
 	req.Task.LLM.MaxTokens = n
 	if err := e.Run(context.Background(), req, &recorder{}); err != nil { // load
@@ -102,14 +111,17 @@ func BenchmarkGeneration(b *testing.B) {
 		if err := cmd.Run(); err != nil {
 			b.Fatalf("llama-simple: %v\n%s", err, stderr.String())
 		}
-		m := simpleSpeed.FindStringSubmatch(stderr.String())
-		if m == nil {
-			b.Fatalf("llama-simple printed no speed:\n%s", stderr.String())
+		m := simpleDecoded.FindStringSubmatch(stderr.String())
+		times := simpleTimes.FindAllStringSubmatch(stderr.String(), -1)
+		if m == nil || len(times) != 3 {
+			b.Fatalf("llama-simple printed no token count or perf times:\n%s", stderr.String())
 		}
 		toks, _ := strconv.Atoi(m[1])
-		secs, _ := strconv.ParseFloat(m[2], 64)
 		simpleTokens += toks
-		simpleTime += time.Duration(secs * float64(time.Second))
+		for _, tm := range times {
+			ms, _ := strconv.ParseFloat(tm[1], 64)
+			simpleTime += time.Duration(ms * float64(time.Millisecond))
+		}
 	}
 	pluginRate := float64(pluginTokens) / pluginTime.Seconds()
 	simpleRate := float64(simpleTokens) / simpleTime.Seconds()

@@ -30,17 +30,25 @@ fi
 engines_apt_install cmake pkg-config git g++ make
 command -v npm >/dev/null || engines_die "npm not found (needed to fetch node-llama-cpp)"
 
-work=$(mktemp -d "$STOKER_ENGINES_DIR/.llama-build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# The build tree persists until a successful install, so a failed or
+# interrupted run resumes where it stopped (a full build is long on small
+# shared machines).
+work="$STOKER_ENGINES_DIR/.build/llama.cpp-$LLAMA_VERSION"
+mkdir -p "$work"
 
-engines_log "llama: fetching node-llama-cpp@$LLAMA_NPM_VERSION"
-engines_npm_fetch "node-llama-cpp@$LLAMA_NPM_VERSION" "$work/npm"
-bundle="$work/npm/package/llama/gitRelease.bundle"
-[ -f "$bundle" ] || engines_die "node-llama-cpp@$LLAMA_NPM_VERSION has no llama/gitRelease.bundle"
-tag=$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$work/npm/package/llama/llama.cpp.info.json")
-[ "$tag" = "$LLAMA_VERSION" ] || engines_die "bundle is llama.cpp $tag, expected $LLAMA_VERSION"
-
-git clone -q "$bundle" "$work/src" 2>/dev/null || engines_die "git clone from bundle failed"
+if [ ! -f "$work/src/.stoker-cloned" ]; then
+	rm -rf "$work/npm" "$work/src"
+	engines_log "llama: fetching node-llama-cpp@$LLAMA_NPM_VERSION"
+	engines_npm_fetch "node-llama-cpp@$LLAMA_NPM_VERSION" "$work/npm"
+	bundle="$work/npm/package/llama/gitRelease.bundle"
+	[ -f "$bundle" ] || engines_die "node-llama-cpp@$LLAMA_NPM_VERSION has no llama/gitRelease.bundle"
+	tag=$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$work/npm/package/llama/llama.cpp.info.json")
+	[ "$tag" = "$LLAMA_VERSION" ] || engines_die "bundle is llama.cpp $tag, expected $LLAMA_VERSION"
+	git clone -q "$bundle" "$work/src" 2>/dev/null || engines_die "git clone from bundle failed"
+	rm -rf "$work/npm"
+	touch "$work/src/.stoker-cloned"
+fi
+tag=$LLAMA_VERSION
 commit=$(git -C "$work/src" rev-parse HEAD)
 engines_log "llama: llama.cpp $tag ($commit)"
 
@@ -64,6 +72,7 @@ cmake --build "$work/build" -j "$STOKER_BUILD_JOBS" >"$work/build.log" 2>&1 ||
 
 # Install into a staging root first and move it into place, so an interrupted
 # run never leaves a prefix that looks complete.
+rm -rf "$work/stage"
 DESTDIR="$work/stage" cmake --install "$work/build" >"$work/install.log" 2>&1 ||
 	{ tail -n 30 "$work/install.log" >&2; engines_die "llama: install failed"; }
 stage="$work/stage$LLAMA_PREFIX"
@@ -72,7 +81,7 @@ stage="$work/stage$LLAMA_PREFIX"
 # linked against the installed library (reference for parity and speed).
 mkdir -p "$stage/bin"
 g++ -O2 -std=c++17 "$work/src/examples/simple/simple.cpp" -o "$stage/bin/llama-simple" \
-	-I"$stage/include" -L"$stage/lib" -lllama -lggml -lggml-base -Wl,-rpath,"$LLAMA_PREFIX/lib" -pthread ||
+	-I"$stage/include" -L"$stage/lib" -lllama -lggml -lggml-base -Wl,-rpath,"$LLAMA_PREFIX/lib" -Wl,-rpath-link,"$stage/lib" -pthread ||
 	engines_die "llama: building llama-simple failed"
 
 # ggml.pc lets the whisper.cpp build (and anyone else) link this ggml.
@@ -94,5 +103,6 @@ printf 'llama.cpp %s %s\nnode-llama-cpp %s\n' "$LLAMA_VERSION" "$commit" "$LLAMA
 rm -rf "$LLAMA_PREFIX"
 mkdir -p "$(dirname "$LLAMA_PREFIX")"
 mv "$stage" "$LLAMA_PREFIX"
+rm -rf "$work"
 engines_register llama "$LLAMA_PREFIX"
 engines_log "llama: installed $LLAMA_PREFIX"
