@@ -8,6 +8,8 @@ import (
 	"io"
 	"regexp"
 
+	"google.golang.org/grpc"
+
 	enginev1 "github.com/stokerhq/stoker/proto/engine/v1"
 )
 
@@ -15,7 +17,8 @@ import (
 // nothing the plugin sends: events that break the contract end the run
 // with an engine error naming the breach.
 type grpcClient struct {
-	rpc enginev1.EngineServiceClient
+	rpc  enginev1.EngineServiceClient
+	conn grpc.ClientConnInterface // for Run's stream, read with frameCodec
 }
 
 var _ Engine = (*grpcClient)(nil)
@@ -39,10 +42,18 @@ var errBrokenStream = errors.New("plugin stream broke before the job's outcome")
 func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // cancels the plugin's job if we return early
-	stream, err := c.rpc.Run(ctx, runRequestToProto(req))
+	stream, err := c.conn.NewStream(ctx, &enginev1.EngineService_ServiceDesc.Streams[0],
+		enginev1.EngineService_Run_FullMethodName, grpc.ForceCodecV2(newFrameCodec()))
 	if err != nil {
 		return c.streamErr(ctx, err)
 	}
+	if err := stream.SendMsg(runRequestToProto(req)); err != nil {
+		return c.streamErr(ctx, err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		return c.streamErr(ctx, err)
+	}
+	var frame runFrame
 	var (
 		ext       string // output extension, fixed by the first chunk
 		gotOutput bool
@@ -52,12 +63,20 @@ func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error 
 		return Errorf(ErrEngine, "plugin broke the engine contract: "+format, args...)
 	}
 	for {
-		resp, err := stream.Recv()
+		err := stream.RecvMsg(&frame)
 		if err == io.EOF {
 			return breach("stream ended without an outcome")
 		}
 		if err != nil {
 			return c.streamErr(ctx, err)
+		}
+		chunkExt, chunk, resp, err := frame.decode()
+		if err != nil {
+			return breach("%v", err)
+		}
+		if resp == nil {
+			// An output chunk, its data still in frame's buffer.
+			resp = &enginev1.RunResponse{Event: &enginev1.RunResponse_Output{Output: &enginev1.OutputChunk{Ext: chunkExt, Data: chunk}}}
 		}
 		switch e := resp.GetEvent().(type) {
 		case *enginev1.RunResponse_Progress:
@@ -106,7 +125,11 @@ func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error 
 // streamErr classifies a gRPC error that ended a run.
 func (c *grpcClient) streamErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return &JobError{Kind: ErrCancelled, Message: "job cancelled", Err: context.Cause(ctx)}
+		msg := "job cancelled"
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			msg += ": " + cause.Error()
+		}
+		return &JobError{Kind: ErrCancelled, Message: msg, Err: context.Cause(ctx)}
 	}
 	return &JobError{Kind: ErrCrashed, Message: errBrokenStream.Error(), Err: errors.Join(errBrokenStream, err)}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/logship"
 	"github.com/stokerhq/stoker/supervisor/internal/models"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+	"github.com/stokerhq/stoker/supervisor/internal/reaper"
 	"github.com/stokerhq/stoker/supervisor/internal/registration"
 	"github.com/stokerhq/stoker/supervisor/internal/studio"
 )
@@ -44,6 +45,9 @@ type Options struct {
 	// Ready, if set, is called once the agent runs: plugins up, session
 	// loop started.
 	Ready func(*Agent)
+	// HeartbeatInterval overrides the session's heartbeat interval (the
+	// spec's 5s); tests shorten it to see a pause reach the studio.
+	HeartbeatInterval time.Duration
 }
 
 // Agent is a running worker.
@@ -74,6 +78,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	// Plugins an earlier run left behind go before any of ours start.
+	pids, err := reaper.Open(filepath.Join(cfg.StateDir, "plugin-pids"), log)
+	if err != nil {
+		return err
+	}
+	if killed, err := pids.Reap(); err != nil || len(killed) > 0 {
+		log.Warn("start-up reaper", "killed_leftover_plugins", killed, "error", err)
+	}
 	paths, err := pluginPaths(cfg)
 	if err != nil {
 		return err
@@ -82,11 +94,19 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		log.Warn("no engine plugins found; the worker will advertise no task kinds", "plugin_dir", cfg.PluginDir)
 	}
 	host, err := engines.Start(ctx, engines.Config{
-		Plugins:      paths,
-		Logger:       log,
-		Env:          []string{plugins.EnvLogLevel + "=" + cfg.LogLevel},
-		StartTimeout: cfg.PluginStartTimeout.D(),
-		StallTimeout: cfg.StallTimeout.D(),
+		Plugins:       paths,
+		Logger:        log,
+		Env:           []string{plugins.EnvLogLevel + "=" + cfg.LogLevel},
+		StartTimeout:  cfg.PluginStartTimeout.D(),
+		StallTimeout:  cfg.StallTimeout.D(),
+		StallTimeouts: stallTimeouts(cfg),
+		Breaker: engines.Breaker{
+			Crashes:  cfg.PluginCrashLimit,
+			Window:   cfg.PluginCrashWindow.D(),
+			Cooldown: cfg.PluginQuarantine.D(),
+		},
+		SHA256: cfg.PluginSHA256,
+		Pids:   pids,
 	})
 	if err != nil {
 		return fmt.Errorf("engines: %w", err)
@@ -113,6 +133,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	a := &Agent{cfg: cfg, log: log, host: host, runner: runner, queue: queue}
+	// Jobs run under jobsCtx, not the session's: a drain keeps the session
+	// open (so the outcome can be reported) while it cancels the job.
+	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelJobs(nil)
+	drainer := newDrainRunner(runner, jobsCtx)
 
 	workerID, token := cfg.WorkerID, cfg.AuthToken
 	if workerID == "" {
@@ -138,10 +163,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		AuthToken:         token,
 		ReconnectAttempts: cfg.WSReconnectAttempts,
 		Capabilities:      a.Capabilities,
-		Jobs:              runner,
+		Jobs:              drainer,
 		Logs:              queue,
 		Logger:            log,
 		HTTPClient:        &http.Client{Timeout: protocol.HTTPTimeout},
+		HeartbeatInterval: opts.HeartbeatInterval,
 	})
 	if err != nil {
 		return err
@@ -150,11 +176,64 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if opts.Ready != nil {
 		opts.Ready(a)
 	}
-	err = a.client.Run(ctx)
-	if ctx.Err() != nil {
-		return nil
+	// The session runs until the drain is over, not until ctx ends.
+	sessCtx, stopSession := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSession()
+	sessDone := make(chan error, 1)
+	go func() { sessDone <- a.client.Run(sessCtx) }()
+	select {
+	case err := <-sessDone:
+		return err // the session gave up for good
+	case <-ctx.Done():
 	}
-	return err
+	a.drain(drainer, cancelJobs, sessDone)
+	stopSession()
+	<-sessDone
+	return nil // then the deferred host.Close stops the plugins
+}
+
+// drain is the first signal's graceful stop: offers are rejected (paused,
+// so heartbeats say autoEnabled:false), the running job gets DrainTimeout
+// to finish and report; after that it is cancelled and reported as a
+// retryable failure over the still-open session.
+func (a *Agent) drain(d *drainRunner, cancelJobs context.CancelCauseFunc, sessDone <-chan error) {
+	timeout := a.cfg.DrainTimeout.D()
+	a.client.SetPaused(true)
+	a.log.Info("draining: taking no new offers; waiting for the running job", "drain_timeout", timeout)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-d.idle():
+		a.log.Info("drained: no job running")
+		return
+	case <-t.C:
+	case <-sessDone:
+		// The session ended on its own; a job's outcome can no longer be
+		// sent, so it is cancelled at once.
+	}
+	cancelJobs(fmt.Errorf("agent stopping: drain timeout %s passed", timeout))
+	a.log.Warn("drain timeout: cancelled the running job; it is reported as a retryable failure")
+	// The cancelled job reports within the runner's report timeout.
+	bound := time.NewTimer(reportBound)
+	defer bound.Stop()
+	select {
+	case <-d.idle():
+	case <-bound.C:
+		a.log.Error("the cancelled job did not report in time; stopping anyway")
+	}
+}
+
+// reportBound is how long a drain waits for a cancelled job to report (the
+// runner's report timeout plus margin).
+const reportBound = 35 * time.Second
+
+// stallTimeouts converts the per-engine stall windows.
+func stallTimeouts(cfg *config.Config) map[string]time.Duration {
+	out := make(map[string]time.Duration, len(cfg.StallTimeouts))
+	for engine, d := range cfg.StallTimeouts {
+		out[engine] = d.D()
+	}
+	return out
 }
 
 // pluginPaths lists the plugins to run: those discovered in plugin_dir plus
