@@ -374,9 +374,18 @@ func (m *llamaModel) generate(ctx context.Context, p genParams, onToken func(tok
 	prompt := C.malloc(C.size_t(len(p.prompt)) * 4)
 	defer C.free(prompt)
 	copy(unsafe.Slice((*int32)(prompt), len(p.prompt)), p.prompt)
-	nBatch := min(p.nCtx, 2048)
-	if rc := C.stoker_decode(lctx, (*C.llama_token)(prompt), C.int(len(p.prompt)), C.int(nBatch)); rc != 0 {
-		return genResult{}, decodeError(ctx, rc, "prompt")
+	for done := 0; done < len(p.prompt); {
+		k := min(promptChunk, len(p.prompt)-done)
+		toks := (*C.llama_token)(unsafe.Add(prompt, 4*done))
+		if rc := C.stoker_decode(lctx, toks, C.int(k), C.int(k)); rc != 0 {
+			return genResult{}, decodeError(ctx, rc, "prompt")
+		}
+		done += k
+		if p.onPrompt != nil {
+			if err := p.onPrompt(done, len(p.prompt)); err != nil {
+				return genResult{}, err
+			}
+		}
 	}
 
 	var buf [256]C.char

@@ -22,6 +22,9 @@ type genParams struct {
 	topP      float32 // 0 or >= 1: off
 	seed      uint32
 	grammar   string // GBNF with a "root" rule; "" for none
+	// onPrompt, when set, is called after each chunk of prompt tokens is
+	// processed; an error from it ends the generation with that error.
+	onPrompt func(done, total int) error
 }
 
 // genResult is what a generation did.
@@ -66,11 +69,17 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 	if task.TopP != nil {
 		p.topP = *task.TopP
 	}
+	// A long prompt on a big model takes a while: report each chunk so the
+	// stall watchdog sees the job alive.
+	p.onPrompt = func(done, total int) error {
+		return ev.Progress(uint64(done), uint64(total), "prompt_token")
+	}
 
 	var out []byte
 	stops := slices.DeleteFunc(slices.Clone(task.Stop), func(s string) bool { return s == "" })
-	var lastProgress = start
+	lastProgress, generated := start, 0
 	res, err := ent.m.generate(ctx, p, func(tok int32, piece []byte) error {
+		generated++
 		prev := len(out)
 		out = append(out, piece...)
 		if i := findStop(out, prev, stops); i >= 0 {
@@ -80,7 +89,7 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 		if now := e.now(); now.Sub(lastProgress) >= e.progressEvery {
 			lastProgress = now
 			// A failed send means the receiver is gone: stop generating.
-			if err := ev.Progress(0, uint64(p.maxTokens), "token"); err != nil {
+			if err := ev.Progress(uint64(generated), uint64(p.maxTokens), "token"); err != nil {
 				return err
 			}
 		}

@@ -39,8 +39,12 @@ const (
 	// is absent (spec §6.3), capped at the model's trained context.
 	defaultContextSize = 8192
 	// progressInterval is the least time between two progress events during
-	// generation; a first event follows the prompt and the first token.
+	// generation; one more follows the last token. Prompt processing reports
+	// after every chunk of promptChunk tokens.
 	progressInterval = 50 * time.Millisecond
+	// promptChunk is how many prompt tokens one llama_decode call takes
+	// (llama.cpp's default micro-batch, so chunking changes no arithmetic).
+	promptChunk = 512
 )
 
 // engine is the llama.cpp engine: it implements plugins.Engine and
@@ -295,17 +299,21 @@ func (e *engine) Unload(ctx context.Context, model string) error {
 	return nil
 }
 
-// Close frees every resident model. Jobs must have ended.
+// Close frees every resident model; a model still in use is freed when its
+// job ends. It may be called more than once.
 func (e *engine) Close() {
+	var now []*entry
 	e.mu.Lock()
-	all := e.resident
-	e.resident = map[string]*entry{}
-	e.mu.Unlock()
-	for _, ent := range all {
+	for _, ent := range e.resident {
 		ent.evicted = true
 		if ent.refs == 0 {
-			ent.m.free()
+			now = append(now, ent)
 		}
+	}
+	e.resident = map[string]*entry{}
+	e.mu.Unlock()
+	for _, ent := range now {
+		ent.m.free()
 	}
 }
 

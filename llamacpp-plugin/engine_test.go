@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 type recorder struct {
 	mu       sync.Mutex
 	progress int
+	steps    []string // "step/total unit" of each progress event
 	logs     []string
 	result   []byte
 	onFirst  func()
@@ -28,6 +30,7 @@ type recorder struct {
 func (r *recorder) Progress(step, total uint64, unit string) error {
 	r.mu.Lock()
 	r.progress++
+	r.steps = append(r.steps, fmt.Sprintf("%d/%d %s", step, total, unit))
 	f := r.onFirst
 	fire := f != nil && !r.fired
 	r.fired = r.fired || fire

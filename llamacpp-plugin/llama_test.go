@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -511,5 +512,26 @@ func TestSystemPrompt(t *testing.T) {
 	toks, _ := m.tokenize(want)
 	if c.Usage.PromptTokens != len(toks) {
 		t.Errorf("prompt_tokens %d, want %d (system prepended)", c.Usage.PromptTokens, len(toks))
+	}
+}
+
+func TestLongPromptProgress(t *testing.T) {
+	path := writeTiny(t, t.TempDir())
+	e := testEngine(t)
+	req := llmRequest("tiny-llama", path, strings.Repeat("long ", 150)) // ~780 byte tokens
+	req.Task.LLM.MaxTokens = 4
+	req.Defaults.ContextSize = 1024
+	rec := &recorder{}
+	if err := e.Run(context.Background(), req, rec); err != nil {
+		t.Fatal(err)
+	}
+	c := completionOf(t, rec)
+	n := c.Usage.PromptTokens
+	want := []string{fmt.Sprintf("512/%d prompt_token", n), fmt.Sprintf("%d/%d prompt_token", n, n)}
+	if len(rec.steps) < 3 || rec.steps[0] != want[0] || rec.steps[1] != want[1] {
+		t.Fatalf("progress %q, want %q then token progress", rec.steps, want)
+	}
+	if last := rec.steps[len(rec.steps)-1]; last != fmt.Sprintf("%d/4 token", c.Usage.CompletionTokens) {
+		t.Errorf("last progress %q, want %d/4 token", last, c.Usage.CompletionTokens)
 	}
 }
