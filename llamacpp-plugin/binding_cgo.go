@@ -362,9 +362,10 @@ func (m *llamaModel) generate(ctx context.Context, p genParams, onToken func(tok
 		defer C.free(unsafe.Pointer(cgrammar))
 	}
 	var gfail C.int
+	mark := llamaLog.mark()
 	smpl := C.stoker_sampler(m.vocab, cgrammar, C.float(p.temp), C.float(p.topP), C.uint32_t(p.seed), &gfail)
 	if smpl == nil {
-		return genResult{}, plugins.Errorf(plugins.ErrBadInput, "jsonSchema: llama.cpp rejected the grammar: %s", llamaLog.errorsSince(0))
+		return genResult{}, plugins.Errorf(plugins.ErrBadInput, "jsonSchema: llama.cpp rejected the grammar: %s", llamaLog.errorsSince(mark))
 	}
 	defer C.llama_sampler_free(smpl)
 
@@ -519,3 +520,19 @@ func (s *logSink) line(level int, text string) {
 
 // String describes the model for logs.
 func (m *llamaModel) String() string { return fmt.Sprintf("llama model %s", m.path) }
+
+// checkGrammar reports whether llama.cpp's grammar parser accepts grammar
+// (start rule "root") for this model's vocabulary.
+func (m *llamaModel) checkGrammar(grammar string) error {
+	cg := C.CString(grammar)
+	defer C.free(unsafe.Pointer(cg))
+	croot := C.CString("root")
+	defer C.free(unsafe.Pointer(croot))
+	mark := llamaLog.mark()
+	s := C.llama_sampler_init_grammar(m.vocab, cg, croot)
+	if s == nil {
+		return fmt.Errorf("llama.cpp rejected the grammar: %s", llamaLog.errorsSince(mark))
+	}
+	C.llama_sampler_free(s)
+	return nil
+}

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/stokerhq/stoker/llamacpp-plugin/gbnf"
 	"github.com/stokerhq/stoker/llamacpp-plugin/gguf"
 	"github.com/stokerhq/stoker/plugins"
 )
@@ -533,5 +534,39 @@ func TestLongPromptProgress(t *testing.T) {
 	}
 	if last := rec.steps[len(rec.steps)-1]; last != fmt.Sprintf("%d/4 token", c.Usage.CompletionTokens) {
 		t.Errorf("last progress %q, want %d/4 token", last, c.Usage.CompletionTokens)
+	}
+}
+
+// TestGrammarsParseInLlamaCpp feeds grammars of every construct the gbnf
+// package emits to llama.cpp's own grammar parser.
+func TestGrammarsParseInLlamaCpp(t *testing.T) {
+	path := writeTiny(t, t.TempDir())
+	m, err := loadModel(context.Background(), path, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.free()
+	schemas := []string{
+		`true`,
+		`{"type":"object"}`,
+		`{"type":"object","additionalProperties":false}`,
+		`{"type":"object","properties":{"b":{"type":"string","minLength":1,"maxLength":3},"a":{"type":"integer"},"c":{"type":["boolean","null"]}},"required":["a"]}`,
+		`{"type":"object","properties":{"x":{"type":"number"},"y":{"const":"a\"b\\c\n"}}}`,
+		`{"type":"array","items":{"enum":["red",1,null,{"k":[1]}]},"minItems":1,"maxItems":3}`,
+		`{"type":"array","items":{"type":"string"},"minItems":2}`,
+		`{"type":"array","maxItems":0}`,
+		`{"type":"array","prefixItems":[{"type":"string"},{"type":"integer"}],"items":false}`,
+		`{"anyOf":[{"type":"string"},{"type":"array","items":{"$ref":"#"}}]}`,
+		`{"$defs":{"n":{"type":"object","properties":{"v":{"type":"integer"},"next":{"oneOf":[{"$ref":"#/$defs/n"},{"type":"null"}]}},"required":["v","next"]}},"$ref":"#/$defs/n"}`,
+	}
+	for _, s := range schemas {
+		g, err := gbnf.FromJSONSchema([]byte(s))
+		if err != nil {
+			t.Errorf("schema %s: %v", s, err)
+			continue
+		}
+		if err := m.checkGrammar(g); err != nil {
+			t.Errorf("schema %s: %v\n%s", s, err, g)
+		}
 	}
 }
