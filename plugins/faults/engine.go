@@ -160,12 +160,12 @@ func (e *Engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 			return err
 		}
 	case "alloc":
-		return allocUntilDead(256 << 20)
+		return allocUntilDead(256<<20, func(n uint64) { _ = ev.Progress(n, 0, "block") })
 	case "oom-kernel":
 		if err := checkCgroupLimit(1 << 30); err != nil {
 			return plugins.Errorf(plugins.ErrEngine, "oom-kernel refused: %w", err)
 		}
-		return allocUntilDead(0)
+		return allocUntilDead(0, func(n uint64) { _ = ev.Progress(n, 0, "block") })
 	case "stdout-garbage":
 		writeGarbageStdout()
 	case "break-transport":

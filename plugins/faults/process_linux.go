@@ -18,10 +18,12 @@ func killSelf() {
 }
 
 // allocUntilDead allocates and touches memory in 16 MiB blocks until the
-// process dies. With capBytes > 0 it first limits its own address space to
+// process dies, reporting progress after each block (an engine loading a
+// model reports as it goes, so the stall watchdog must not be what ends
+// it). With capBytes > 0 it first limits its own address space to
 // what it maps now plus capBytes, so the Go runtime, not the machine, runs
 // out. It returns only if the process survived far past any sane limit.
-func allocUntilDead(capBytes uint64) error {
+func allocUntilDead(capBytes uint64, progress func(step uint64)) error {
 	if capBytes > 0 {
 		vsz, err := vmSize()
 		if err != nil {
@@ -40,6 +42,7 @@ func allocUntilDead(capBytes uint64) error {
 			b[i] = 1
 		}
 		held = append(held, b)
+		progress(uint64(len(held)))
 	}
 	return fmt.Errorf("faults: alloc: still alive after 4 GiB (%d blocks)", len(held))
 }

@@ -13,7 +13,7 @@ func killSelf() {
 	select {}
 }
 
-func allocUntilDead(uint64) error { return errors.New("faults: alloc is Linux-only") }
+func allocUntilDead(uint64, func(uint64)) error { return errors.New("faults: alloc is Linux-only") }
 func checkCgroupLimit(uint64) error {
 	return errors.New("faults: memory cgroups are Linux-only")
 }
