@@ -19,10 +19,21 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
+// gcPercent is the supervisor's GOGC unless the environment sets one. A
+// node agent sits beside engines that want every byte of RAM, and its live
+// heap is a few MiB: collecting at 1.5× instead of 2× keeps streamed
+// results (64 MiB through in 512 KiB chunks) from piling up as garbage, for
+// a CPU cost that does not show.
+const gcPercent = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
