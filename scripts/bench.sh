@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# bench.sh measures the supervisor's figures the foundation promises:
+#   - the pipeline's own overhead: a job round trip through the dev studio,
+#     the session, the runner and a real synthetic plugin process, beside the
+#     same synthetic engine called in-process;
+#   - a 64 MiB output streamed through the pipeline (time, peak heap) beside
+#     a plain multipart upload of the same bytes over loopback;
+#   - the idle agent's resident memory with the synthetic plugin loaded.
+# Figures vary with what else the machine runs; compare runs on one machine.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
+
+echo "== pipeline overhead (p50/p99 per job)"
+go test -run '^$' -bench 'PipelineRoundTrip|SyntheticInProcess' -benchtime "${BENCH_JOBS:-2000}x" ./supervisor/internal/agent/ | grep Benchmark
+
+echo "== 64 MiB output"
+go test -run '^$' -bench 'LargeOutput|PlainMultipartUpload' -benchtime 10x ./supervisor/internal/agent/ | grep Benchmark
+
+echo "== idle agent RSS (synthetic plugin only)"
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
+go build -o "$tmp/bin/" ./supervisor/cmd/stoker ./plugins/synthetic/synthetic-plugin
+chmod go-w "$tmp/bin" "$tmp/bin"/*
+port=${BENCH_PORT:-8791}
+"$tmp/bin/stoker" studio -listen "127.0.0.1:$port" -auto-approve >"$tmp/studio.log" 2>&1 &
+for _ in $(seq 100); do curl -sf "127.0.0.1:$port/api/workers" >/dev/null && break; sleep 0.1; done
+STOKER_API_BASE_URL="http://127.0.0.1:$port" STOKER_STATE_DIR="$tmp/state" STOKER_LISTEN= \
+	"$tmp/bin/stoker" agent >"$tmp/agent.log" 2>&1 &
+agent=$!
+for _ in $(seq 100); do curl -sf "127.0.0.1:$port/api/workers" | grep -q '"connected":true' && break; sleep 0.1; done
+sleep "${IDLE_SECONDS:-10}" # let it idle through a couple of heartbeats
+rss=$(awk '/^VmRSS/ {print $2}' "/proc/$agent/status")
+hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$agent/status")
+plugin=$(pgrep -P "$agent" synthetic-plug || true)
+prss=0
+[ -n "$plugin" ] && prss=$(awk '/^VmRSS/ {print $2}' "/proc/$plugin/status")
+awk -v r="$rss" -v h="$hwm" -v p="$prss" 'BEGIN { printf "agent RSS %.1f MiB (peak %.1f MiB); synthetic plugin RSS %.1f MiB\n", r/1024, h/1024, p/1024 }'
