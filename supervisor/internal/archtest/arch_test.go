@@ -1,0 +1,125 @@
+package archtest
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/stokerhq/stoker"
+
+// pkg is what `go list -json` says of one package.
+type pkg struct {
+	ImportPath string
+	Deps       []string
+}
+
+// listPackages returns every package of the module with its transitive
+// dependencies.
+func listPackages(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-json", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := map[string][]string{}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs[p.ImportPath] = p.Deps
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+func under(path, prefix string) bool {
+	prefix = module + "/" + prefix
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// TestDependencyRules checks the rules of the house (docs/architecture.md):
+// the session never knows the engines and the host never knows the studio;
+// plugins and the plugin SDK never reach into the supervisor; the wire
+// contract depends on nothing of ours.
+func TestDependencyRules(t *testing.T) {
+	pkgs := listPackages(t)
+	rules := []struct {
+		name      string
+		applies   func(path string) bool
+		forbidden []string // path prefixes within the module
+		allowOnly []string // when set, module deps must be under one of these
+	}{
+		{
+			name:      "engine host knows nothing of the studio",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/engines") },
+			forbidden: []string{"supervisor/internal/studio", "supervisor/internal/protocol", "supervisor/internal/jobs", "supervisor/internal/devstudio", "supervisor/internal/registration"},
+		},
+		{
+			name:      "studio session knows nothing of engines",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/studio") || under(p, "supervisor/internal/registration") },
+			forbidden: []string{"supervisor/internal/engines", "plugins", "supervisor/internal/jobs", "supervisor/internal/models", "proto"},
+		},
+		{
+			name:      "the wire contract stands alone",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/protocol") },
+			allowOnly: []string{"supervisor/internal/protocol"},
+		},
+		{
+			name:      "the plugin SDK never reaches into the supervisor",
+			applies:   func(p string) bool { return under(p, "plugins") || under(p, "proto") },
+			forbidden: []string{"supervisor"},
+		},
+		{
+			name: "engine plugins use only the SDK, the contract and themselves",
+			applies: func(p string) bool {
+				return under(p, "llamacpp-plugin") || under(p, "whisper-plugin") || under(p, "sdcpp-plugin")
+			},
+			allowOnly: []string{"plugins", "proto", "llamacpp-plugin", "whisper-plugin", "sdcpp-plugin"},
+		},
+	}
+	for _, r := range rules {
+		t.Run(r.name, func(t *testing.T) {
+			checked := 0
+			for path, deps := range pkgs {
+				if !r.applies(path) {
+					continue
+				}
+				checked++
+				for _, d := range deps {
+					if !strings.HasPrefix(d, module+"/") {
+						continue
+					}
+					for _, f := range r.forbidden {
+						if under(d, f) {
+							t.Errorf("%s depends on %s", path, d)
+						}
+					}
+					if len(r.allowOnly) > 0 && !anyUnder(d, r.allowOnly) {
+						t.Errorf("%s depends on %s, outside %v", path, d, r.allowOnly)
+					}
+				}
+			}
+			if checked == 0 {
+				t.Errorf("no package matched the rule")
+			}
+		})
+	}
+}
+
+func anyUnder(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if under(path, p) {
+			return true
+		}
+	}
+	return false
+}
