@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,6 +106,7 @@ type stack struct {
 	studio *devstudio.Server
 	agent  *agent.Agent
 	files  string // the dev studio's FilesDir, served at /dev/files/
+	state  string // the agent's state dir
 }
 
 type stackOptions struct {
@@ -151,9 +154,10 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 			tb.Fatal(err)
 		}
 	}
+	state := tb.TempDir()
 	cfg, err := config.Load("", []string{
 		"STOKER_API_BASE_URL=" + srv.URL(),
-		"STOKER_STATE_DIR=" + tb.TempDir(),
+		"STOKER_STATE_DIR=" + state,
 		"STOKER_PLUGIN_DIR=" + pluginDir,
 	})
 	if err != nil {
@@ -173,7 +177,7 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 	})
 	select {
 	case a := <-ready:
-		return &stack{studio: srv, agent: a, files: files}
+		return &stack{studio: srv, agent: a, files: files, state: state}
 	case err := <-done:
 		tb.Fatalf("agent.Run returned early: %v", err)
 	}
@@ -239,4 +243,22 @@ func httpGet(url string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return io.ReadAll(resp.Body)
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

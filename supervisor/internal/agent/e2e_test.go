@@ -19,6 +19,7 @@ import (
 	"github.com/stokerhq/stoker/plugins/synthetic"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+	"github.com/stokerhq/stoker/supervisor/internal/registration"
 )
 
 // TestEveryKindEndToEnd sends a job of every kind through the whole
@@ -227,6 +228,39 @@ func TestRefusedModelURLIsBadInput(t *testing.T) {
 	v := s.submit(t, "ftp-model", map[string]any{"kind": "llm", "messages": []map[string]string{{"role": "user", "content": "hi"}}})
 	if v.Status != devstudio.JobFailed || v.Retryable || v.Attempts != 1 || !strings.Contains(v.Error, "bad_input") {
 		t.Fatalf("got %+v, want one non-retryable bad_input failure", v)
+	}
+}
+
+// TestSecretsNeverLogged: after registration, a session and jobs of both
+// result paths, neither the auth token nor the registration secret appears
+// in the agent's log or in the log batches the studio received.
+func TestSecretsNeverLogged(t *testing.T) {
+	var logs syncBuffer
+	s := startStack(t, stackOptions{logOutput: &logs})
+	mustComplete(t, s.submit(t, "synthetic-llm", llmTask))
+	mustComplete(t, s.submit(t, "synthetic-image", map[string]any{"kind": "image", "prompt": "x", "width": 8, "height": 8}))
+	creds, ok, err := registration.LoadCredentials(s.state)
+	if err != nil || !ok {
+		t.Fatalf("no stored credentials: %v", err)
+	}
+	token := creds.AuthToken.Reveal()
+	if len(token) < 16 {
+		t.Fatalf("implausible token %q", token)
+	}
+	var shipped strings.Builder
+	for _, w := range s.studio.Workers() {
+		entries, _ := s.studio.WorkerLogs(w.ID)
+		for _, e := range entries {
+			shipped.WriteString(e.Message + "\n")
+		}
+	}
+	if shipped.Len() == 0 {
+		t.Fatal("the studio received no log batches")
+	}
+	for name, text := range map[string]string{"agent log": logs.String(), "shipped logs": shipped.String()} {
+		if strings.Contains(text, token) {
+			t.Errorf("%s contains the auth token", name)
+		}
 	}
 }
 
