@@ -104,6 +104,7 @@ type crashOptions struct {
 	env         []string // STOKER_ config variables on top of the defaults below
 	heartbeat   time.Duration
 	pluginDir   string // instead of a fresh dir with both plugins
+	stateDir    string // instead of a fresh one
 	logOutput   io.Writer
 }
 
@@ -137,7 +138,10 @@ func startCrashStack(tb testing.TB, o crashOptions) *crashStack {
 	if o.pluginDir == "" {
 		o.pluginDir = crashPluginDir(tb)
 	}
-	stateDir := tb.TempDir()
+	stateDir := o.stateDir
+	if stateDir == "" {
+		stateDir = tb.TempDir()
+	}
 	env := append([]string{
 		"STOKER_API_BASE_URL=" + srv.URL(),
 		"STOKER_STATE_DIR=" + stateDir,
