@@ -52,8 +52,12 @@ func languageCode(lang string) (string, bool) {
 	return C.GoString(C.whisper_lang_str(id)), true
 }
 
-// model is a loaded whisper.cpp context with its default decoding state.
-// transcribe must not be called concurrently on one model; close frees it.
+// model is a loaded whisper.cpp context: the weights, without a decoding
+// state. Each transcribe makes a fresh state (KV caches, compute buffers)
+// and frees it afterwards, because whisper.cpp carries KV-cache cells over
+// from one whisper_full to the next on a reused state (language detection
+// then depends on the previous job), and a job must give what a fresh
+// whisper-cli gives. close frees the weights.
 type model struct {
 	ctx *C.struct_whisper_context
 }
@@ -144,7 +148,12 @@ func (m *model) transcribe(ctx context.Context, pcm []float32, p transcribeParam
 	}
 	C.stoker_set_callbacks(&wp, job)
 
-	rc := C.whisper_full(m.ctx, wp, (*C.float)(unsafe.Pointer(&pcm[0])), C.int(len(pcm)))
+	st := C.whisper_init_state(m.ctx)
+	if st == nil {
+		return nil, errors.New("whisper_init_state failed (out of memory?)")
+	}
+	defer C.whisper_free_state(st)
+	rc := C.whisper_full_with_state(m.ctx, st, wp, (*C.float)(unsafe.Pointer(&pcm[0])), C.int(len(pcm)))
 	if progressErr != nil {
 		return nil, fmt.Errorf("%w: reporting progress: %w", errAborted, progressErr)
 	}
@@ -154,17 +163,17 @@ func (m *model) transcribe(ctx context.Context, pcm []float32, p transcribeParam
 	if rc != 0 {
 		return nil, fmt.Errorf("whisper_full failed (code %d)", int(rc))
 	}
-	n := int(C.whisper_full_n_segments(m.ctx))
+	n := int(C.whisper_full_n_segments_from_state(st))
 	tr := &transcript{Segments: make([]segment, 0, n)}
-	if id := C.whisper_full_lang_id(m.ctx); id >= 0 {
+	if id := C.whisper_full_lang_id_from_state(st); id >= 0 {
 		tr.Language = C.GoString(C.whisper_lang_str(id))
 	}
 	for i := range n {
 		ci := C.int(i)
 		tr.Segments = append(tr.Segments, segment{
-			T0:   int64(C.whisper_full_get_segment_t0(m.ctx, ci)),
-			T1:   int64(C.whisper_full_get_segment_t1(m.ctx, ci)),
-			Text: C.GoString(C.whisper_full_get_segment_text(m.ctx, ci)),
+			T0:   int64(C.whisper_full_get_segment_t0_from_state(st, ci)),
+			T1:   int64(C.whisper_full_get_segment_t1_from_state(st, ci)),
+			Text: C.GoString(C.whisper_full_get_segment_text_from_state(st, ci)),
 		})
 	}
 	return tr, nil

@@ -73,7 +73,7 @@ struct whisper_context * stoker_init(const char * path, char * err, int errlen) 
 	struct whisper_context_params cp = whisper_context_default_params();
 	cp.use_gpu = true;
 	cp.flash_attn = true;
-	struct whisper_context * ctx = whisper_init_from_file_with_params(path, cp);
+	struct whisper_context * ctx = whisper_init_from_file_with_params_no_state(path, cp);
 	if (ctx == NULL) {
 		snprintf(err, errlen, "%s", stoker_last_error[0] ? stoker_last_error : "whisper_init failed");
 	}

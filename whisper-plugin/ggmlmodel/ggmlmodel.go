@@ -51,11 +51,13 @@ type Params struct {
 
 // TinyParams are the parameters of the "tiny-whisper" test model: the real
 // audio geometry (80 mels, 30 s windows, multilingual vocabulary) with a
-// 64-wide, two-layer encoder and decoder. The file is about 7.5 MB.
+// 64-wide encoder of two layers and decoder of one (whisper.cpp takes a
+// two-layer decoder for distil-whisper and turns timestamps off). The file is
+// about 7.6 MB.
 func TinyParams() Params {
 	return Params{
 		Vocab: 51865, AudioCtx: 1500, AudioState: 64, AudioHead: 1, AudioLayer: 2,
-		TextCtx: 448, TextState: 64, TextHead: 1, TextLayer: 2, Mels: 80, Seed: 1,
+		TextCtx: 448, TextState: 64, TextHead: 1, TextLayer: 1, Mels: 80, Seed: 1,
 	}
 }
 
@@ -145,12 +147,82 @@ func writeTensors(fw *fileWriter, p Params) {
 		block(fw, fmt.Sprintf("encoder.blocks.%d.", i), s, false)
 	}
 	fw.random("decoder.positional_embedding", typeF32, []int{s, p.TextCtx}, 0.1)
-	fw.random("decoder.token_embedding.weight", typeF16, []int{s, p.Vocab}, 1)
+	fw.tensor("decoder.token_embedding.weight", typeF16, []int{s, p.Vocab}, tokenEmbedding(p, fw.rng("decoder.token_embedding.weight")))
 	fw.constant("decoder.ln.weight", []int{s}, 1)
-	fw.constant("decoder.ln.bias", []int{s}, 0)
+	lnBias := make([]float32, s)
+	lnBias[eotDim], lnBias[tsDim], lnBias[tsOrderDim] = eotBias, tsBias, tsOrderBias
+	fw.tensor("decoder.ln.bias", typeF32, []int{s}, lnBias)
 	for i := range p.TextLayer {
 		block(fw, fmt.Sprintf("decoder.blocks.%d.", i), s, true)
 	}
+}
+
+// The decoder's output is shaped so that a random model still decodes like
+// a confident one, which keeps whisper.cpp off its slow paths (temperature
+// fallback, 220-token windows) and gives real segments:
+//
+//   - text-token embeddings are large (logit spread ≈ 20), so the top token
+//     has a probability near 1 and the average log-probability stays above
+//     whisper's -1 fallback threshold;
+//   - dimension eotDim of the final layer-norm output carries a bias that
+//     only <|endoftext|>'s embedding reads, so EOT wins at a few percent of
+//     the steps: windows end after tens of tokens (below the 32-token
+//     entropy check);
+//   - dimension tsDim does the same for the timestamp tokens, so segments
+//     are closed by timestamp pairs now and then, and dimension tsOrderDim
+//     favours early timestamps, so that a timestamp advances by a second or
+//     two rather than jumping to the end of the window.
+//
+// Embeddings are tied: the same matrix embeds the input tokens, and a
+// residual stream dominated by the input embedding would make every token
+// predict itself. The decoder MLP's output is therefore scaled up
+// (decoderMLPGain) so that the final hidden state is a random function of
+// the context rather than a copy of the last token.
+const (
+	decoderMLPGain = 100
+	eotDim         = 0
+	tsDim          = 1
+	tsOrderDim     = 2
+	textScale      = 4.3 // uniform ±textScale on the other dimensions
+	eotWeight      = 20
+	eotBias        = 2.0
+	tsWeight       = 20
+	tsBias         = 0.0
+	tsScale        = 1.0  // random part of timestamp embeddings, × textScale
+	tsOrderBias    = 5.0  // keeps the time-order dimension positive
+	tsOrderSlope   = 0.01 // per timestamp (20 ms): earlier times are likelier
+	timestampsN    = 1501 // <|0.00|> .. <|30.00|>
+)
+
+// tokenEmbedding returns the n_vocab × state token embedding (row-major by
+// token) shaped as described above.
+func tokenEmbedding(p Params, rng *splitmix) []float32 {
+	s := p.TextState
+	eot := textTokens // multilingual: <|endoftext|> is 50257
+	if p.Vocab == minVocab {
+		eot = textTokens - 1
+	}
+	beg := p.Vocab - timestampsN
+	out := make([]float32, s*p.Vocab)
+	for t := range p.Vocab {
+		row := out[t*s : (t+1)*s]
+		scale := textScale
+		if t >= beg {
+			scale *= tsScale
+		}
+		for d := range row {
+			row[d] = float32((rng.float64()*2 - 1) * scale)
+		}
+		row[eotDim], row[tsDim], row[tsOrderDim] = 0, 0, 0
+		switch {
+		case t == eot:
+			row[eotDim] = eotWeight
+		case t >= beg:
+			row[tsDim] = tsWeight
+			row[tsOrderDim] = float32(-tsOrderSlope * float64(t-beg))
+		}
+	}
+	return out
 }
 
 // block writes one residual attention block; decoder blocks also have
@@ -169,14 +241,16 @@ func block(fw *fileWriter, prefix string, s int, cross bool) {
 		fw.random(prefix+name+".out.bias", typeF32, []int{s}, 0.02)
 	}
 	attn("attn")
+	out := 1 / math.Sqrt(float64(4*s))
 	if cross {
 		attn("cross_attn")
+		out *= decoderMLPGain
 	}
 	fw.constant(prefix+"mlp_ln.weight", []int{s}, 1)
 	fw.constant(prefix+"mlp_ln.bias", []int{s}, 0)
 	fw.random(prefix+"mlp.0.weight", typeF16, []int{s, 4 * s}, lin)
 	fw.random(prefix+"mlp.0.bias", typeF32, []int{4 * s}, 0.02)
-	fw.random(prefix+"mlp.2.weight", typeF16, []int{4 * s, s}, 1/math.Sqrt(float64(4*s)))
+	fw.random(prefix+"mlp.2.weight", typeF16, []int{4 * s, s}, out)
 	fw.random(prefix+"mlp.2.bias", typeF32, []int{s}, 0.02)
 }
 
@@ -257,9 +331,7 @@ func (f *fileWriter) constant(name string, ne []int, v float32) {
 // generator seeded by the model seed and the tensor's name, so that one
 // tensor's values do not depend on the others' sizes.
 func (f *fileWriter) random(name string, typ int32, ne []int, scale float64) {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	rng := splitmix{state: h.Sum64() ^ f.seed*0x9E3779B97F4A7C15}
+	rng := f.rng(name)
 	f.header(name, typ, ne)
 	for range count(ne) {
 		v := float32((rng.float64()*2 - 1) * scale)
@@ -269,6 +341,13 @@ func (f *fileWriter) random(name string, typ int32, ne []int, scale float64) {
 			f.f32(v)
 		}
 	}
+}
+
+// rng returns the generator for the tensor name.
+func (f *fileWriter) rng(name string) *splitmix {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return &splitmix{state: h.Sum64() ^ f.seed*0x9E3779B97F4A7C15}
 }
 
 func count(ne []int) int {

@@ -93,7 +93,7 @@ func write(t *testing.T, p Params) []byte {
 func TestTinyLayout(t *testing.T) {
 	p := TinyParams()
 	m := parse(t, write(t, p))
-	want := [11]int32{51865, 1500, 64, 1, 2, 448, 64, 1, 2, 80, 1}
+	want := [11]int32{51865, 1500, 64, 1, 2, 448, 64, 1, 1, 80, 1}
 	if m.hparams != want {
 		t.Errorf("hparams: got %v, want %v", m.hparams, want)
 	}
@@ -104,7 +104,7 @@ func TestTinyLayout(t *testing.T) {
 		t.Errorf("words: got %d, want %d", got, want)
 	}
 	// whisper.cpp's count: 7 + 15 per encoder block + 4 + 24 per decoder block.
-	if got, want := len(m.tensors), 7+15*2+4+24*2; got != want {
+	if got, want := len(m.tensors), 7+15*2+4+24*1; got != want {
 		t.Errorf("tensors: got %d, want %d", got, want)
 	}
 	shapes := []struct {
@@ -121,7 +121,7 @@ func TestTinyLayout(t *testing.T) {
 		{"encoder.blocks.0.attn.key.weight", typeF16, []int32{64, 64}},
 		{"decoder.token_embedding.weight", typeF16, []int32{64, 51865}},
 		{"decoder.positional_embedding", typeF32, []int32{64, 448}},
-		{"decoder.blocks.1.cross_attn.out.bias", typeF32, []int32{64}},
+		{"decoder.blocks.0.cross_attn.out.bias", typeF32, []int32{64}},
 		{"decoder.blocks.0.cross_attn_ln.weight", typeF32, []int32{64}},
 	}
 	for _, s := range shapes {
@@ -133,6 +133,25 @@ func TestTinyLayout(t *testing.T) {
 		if ti.typ != s.typ || !equal(ti.ne, s.ne) {
 			t.Errorf("%s: got type %d shape %v, want type %d shape %v", s.name, ti.typ, ti.ne, s.typ, s.ne)
 		}
+	}
+	// The shaped output rows (see tokenEmbedding): <|endoftext|> (50257)
+	// reads only the EOT dimension; timestamps (from 50364) carry the
+	// timestamp weight and a time order that falls with the index.
+	te := m.tensors["decoder.token_embedding.weight"].data
+	at := func(tok, dim int) float32 {
+		return float16to32(binary.LittleEndian.Uint16(te[(tok*64+dim)*2:]))
+	}
+	if got := at(50257, eotDim); got != eotWeight {
+		t.Errorf("EOT row, EOT dim: got %v, want %v", got, eotWeight)
+	}
+	if got := at(50364, tsDim); got != tsWeight {
+		t.Errorf("first timestamp, timestamp dim: got %v, want %v", got, tsWeight)
+	}
+	if at(51864, tsOrderDim) >= at(50400, tsOrderDim) {
+		t.Errorf("time order does not fall: %v at 30 s, %v at 0.72 s", at(51864, tsOrderDim), at(50400, tsOrderDim))
+	}
+	if got := at(1000, eotDim); got != 0 {
+		t.Errorf("text row, EOT dim: got %v, want 0", got)
 	}
 	if _, ok := m.tensors["encoder.blocks.0.attn.key.bias"]; ok {
 		t.Error("key projections have no bias in whisper, but one was written")
@@ -169,7 +188,7 @@ func TestDeterministic(t *testing.T) {
 		t.Fatal("two writes of the same params differ")
 	}
 	sum := sha256.Sum256(a)
-	const want = "7c5d144107b2bb28b020bacaf76d8b4054b7a422dcf4a4d8a7b31c3c46f946d8"
+	const want = "a9dcca7db52db12f18f227a00e36211ed9d5f7c0c64113a39147354079e99366"
 	if got := hex.EncodeToString(sum[:]); got != want {
 		t.Errorf("sha256: got %s, want %s (size %d)", got, want, len(a))
 	}
@@ -215,6 +234,16 @@ func TestWriteError(t *testing.T) {
 	if err := Write(&failWriter{n: 3 << 20}, TinyParams()); err == nil {
 		t.Error("got no error from a failing writer")
 	}
+}
+
+// float16to32 widens an IEEE half (normal numbers and zero only).
+func float16to32(h uint16) float32 {
+	if h&0x7fff == 0 {
+		return 0
+	}
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10&0x1f) - 15 + 127
+	return math.Float32frombits(sign | exp<<23 | uint32(h&0x3ff)<<13)
 }
 
 func TestFloat16(t *testing.T) {
