@@ -35,8 +35,8 @@ void stoker_set_callbacks(struct whisper_full_params * p, stoker_job * job) {
 	p->progress_callback_user_data = job;
 }
 
-// The last error line logged on this thread, so that a failed load can say
-// why (whisper_init returns only NULL). Thread-local: whisper.cpp logs load
+// The first error line logged on this thread since stoker_init cleared it,
+// so that a failed load can say why (whisper_init returns only NULL). Thread-local: whisper.cpp logs load
 // errors on the loading thread, and stoker_init reads it on the same one.
 static __thread char stoker_last_error[512];
 static __thread int stoker_last_level;
@@ -49,7 +49,7 @@ static void stoker_log(enum ggml_log_level level, const char * text, void * ud) 
 		level = stoker_last_level;
 	}
 	stoker_last_level = level;
-	if (level == GGML_LOG_LEVEL_ERROR) {
+	if (level == GGML_LOG_LEVEL_ERROR && stoker_last_error[0] == 0) { // the first is the cause
 		snprintf(stoker_last_error, sizeof stoker_last_error, "%s", text);
 		size_t n = strlen(stoker_last_error);
 		while (n > 0 && (stoker_last_error[n-1] == '\n' || stoker_last_error[n-1] == ' ')) {
