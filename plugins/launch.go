@@ -189,6 +189,18 @@ func (p *Plugin) Kill() {
 	}
 }
 
+// KillNow kills the plugin's process group at once, without go-plugin's
+// graceful shutdown (which waits up to 2s for a wedged plugin), then
+// releases the client. It blocks until the process is gone and may be
+// called more than once.
+func (p *Plugin) KillNow() {
+	if p.proc != nil {
+		_ = p.proc.Kill(context.Background())
+		<-p.proc.exited
+	}
+	p.client.Kill()
+}
+
 // goSignal finds the signal in a Go runtime crash line such as
 // "SIGSEGV: segmentation violation" or "fatal error: unexpected signal".
 var goSignal = regexp.MustCompile(`^(SIG[A-Z]+): `)

@@ -252,6 +252,7 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 	if !slices.Contains(d.Kinds, req.Task.Kind) {
 		return plugins.Errorf(plugins.ErrUnsupported, "cannot serve %s: plugin %s serves %v", req.Task.Kind, s.name, d.Kinds)
 	}
+	s.markRan(p)
 	err := h.runWatched(ctx, s, p, req, ev)
 	je := plugins.AsJobError(err)
 	if je == nil {
@@ -262,7 +263,7 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 	switch je.Kind {
 	case plugins.ErrCrashed, plugins.ErrOutOfMemory, plugins.ErrStalled:
 		// Whatever is left of the instance goes; supervise relaunches.
-		p.Kill()
+		p.KillNow()
 		if n := h.recordCrash(req.JobID); n >= 2 {
 			return &plugins.JobError{
 				Kind:     plugins.ErrPoison,
@@ -292,7 +293,7 @@ func (h *Host) runWatched(ctx context.Context, s *slot, p *plugins.Plugin, req *
 	timer := time.AfterFunc(window, func() {
 		stalled.Do(func() { close(stallCh) })
 		h.log.Warn("job stalled; killing plugin", "plugin", s.name, "job_id", req.JobID, "window", window)
-		p.Kill()
+		p.KillNow()
 	})
 	defer timer.Stop()
 	err := p.Run(ctx, req, &watchedEvents{Events: ev, rearm: func() { timer.Reset(window) }})

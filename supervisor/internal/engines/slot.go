@@ -63,19 +63,33 @@ type slot struct {
 	// servingCh is closed while the slot serves (ready or not ready) and
 	// replaced by an open one when the instance dies: Run waits on it.
 	servingCh chan struct{}
+	// ranJob is set once the current instance was given a job: its death
+	// is then the job's doing (poison detection and the breaker deal with
+	// that) and it is relaunched at once. Only instances that die on their
+	// own, before any job, build a restart streak that backs off.
+	ranJob bool
 	// healthy is set once the current instance handled a job (success or
-	// a reported failure): its death starts a fresh restart streak.
-	healthy  bool
-	healthyP *plugins.Plugin
+	// a reported failure): it ends the breaker's probation.
+	healthy bool
+	// instance is the process the two flags above are about.
+	instance *plugins.Plugin
+}
+
+// markRan records that instance p was given a job.
+func (s *slot) markRan(p *plugins.Plugin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.instance == p {
+		s.ranJob = true
+	}
 }
 
 // markHealthy records that instance p handled a job.
 func (s *slot) markHealthy(p *plugins.Plugin) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.proc == p {
+	if s.instance == p {
 		s.healthy = true
-		s.healthyP = p
 	}
 }
 
@@ -164,7 +178,7 @@ func (s *slot) supervise(ctx context.Context) {
 		if err == nil {
 			s.mu.Lock()
 			s.proc, s.desc = p, d
-			s.healthy = false
+			s.instance, s.ranJob, s.healthy = p, false, false
 			close(s.servingCh)
 			if d.Ready {
 				s.setLocked(StateReady)
@@ -190,8 +204,8 @@ func (s *slot) supervise(ctx context.Context) {
 			s.servingCh = make(chan struct{})
 			s.proc = nil
 			s.lastExit, s.lastStat = st.At, st.String()
-			healthy := s.healthy && s.healthyP == p
-			s.healthy, s.healthyP = false, nil
+			ranJob, healthy := s.ranJob, s.healthy
+			s.instance, s.ranJob, s.healthy = nil, false, false
 			if healthy {
 				s.breaker.Success()
 			}
@@ -199,9 +213,9 @@ func (s *slot) supervise(ctx context.Context) {
 			p.Kill() // releases the connection and go-plugin's goroutines
 			s.forgetPid(p.Pid())
 			err = fmt.Errorf("plugin process %s", st)
-			if healthy || s.host.cfg.Now().Sub(started) >= s.host.cfg.Restart.Max {
-				// It had served (a job, or a backoff's worth of quiet):
-				// the next relaunch is immediate again.
+			if ranJob || s.host.cfg.Now().Sub(started) >= s.host.cfg.Restart.Max {
+				// A job brought it down, or it had lived a backoff's
+				// worth: the relaunch is immediate.
 				streak = 0
 			}
 			log.Error("plugin died", "pid", p.Pid(), "status", st.String(), "stderr_tail", p.StderrTail())
