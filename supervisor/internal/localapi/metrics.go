@@ -22,9 +22,11 @@ func writeMetrics(b *bytes.Buffer, snap *Snapshot, now time.Time) {
 	w.family("stoker_build_info", "gauge", "The agent's version, as a label; the value is always 1.")
 	w.sample("stoker_build_info", []label{{"version", snap.Version}}, 1)
 	w.family("stoker_start_time_seconds", "gauge", "When the agent started, in seconds since the Unix epoch.")
-	w.family("stoker_uptime_seconds", "gauge", "Seconds since the agent started.")
 	if !snap.Started.IsZero() {
 		w.sample("stoker_start_time_seconds", nil, unixSeconds(snap.Started))
+	}
+	w.family("stoker_uptime_seconds", "gauge", "Seconds since the agent started.")
+	if !snap.Started.IsZero() {
 		w.sample("stoker_uptime_seconds", nil, uptime(snap, now).Seconds())
 	}
 
@@ -180,6 +182,10 @@ func formatValue(v float64) string {
 		return "+Inf"
 	case math.IsInf(v, -1):
 		return "-Inf"
+	}
+	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+		// Counts and byte sizes read best in full: 1048576, not 1.048576e+06.
+		return strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	return strconv.FormatFloat(v, 'g', -1, 64)
 }
