@@ -163,15 +163,31 @@ func (w promWriter) sample(name string, labels []label, v float64) {
 // escapeLabelValue escapes a label value as the exposition format asks:
 // backslash, double quote and line feed. Invalid UTF-8 (the format is
 // UTF-8) becomes U+FFFD.
-func escapeLabelValue(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
+func escapeLabelValue(s string) string { return escape(s, true) }
 
 // escapeHelp escapes HELP text: backslash and line feed.
-func escapeHelp(s string) string {
+func escapeHelp(s string) string { return escape(s, false) }
+
+func escape(s string, quote bool) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+	if !strings.ContainsAny(s, "\\\n\"") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '"' && quote:
+			b.WriteString(`\"`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func formatValue(v float64) string {
