@@ -7,7 +7,8 @@
 #   lost=L duplicates=D supervisor_crashes=S jobs=N
 # The logic lives in supervisor/internal/stresscrash (tested); this only
 # drives it. Exit status is non-zero when anything was lost or duplicated or
-# the supervisor crashed. AGENT_LOG=<file> keeps the agent's JSON log.
+# the supervisor crashed. AGENT_LOG=<file> keeps the agent's JSON log;
+# NO_IMAGES=1 makes every job a JSON (llm) job (no binary uploads).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -22,4 +23,4 @@ mkdir -p "$work/plugins"
 mv "$work/synthetic-plugin" "$work/faults-plugin" "$work/plugins/"
 chmod go-w "$work/plugins"
 "$work/stress-crash" -n "$N" -fault-rate "$FAULT_RATE" -stoker "$work/stoker" \
-	-plugin-dir "$work/plugins" ${AGENT_LOG:+-agent-log "$AGENT_LOG"}
+	-plugin-dir "$work/plugins" ${AGENT_LOG:+-agent-log "$AGENT_LOG"} ${NO_IMAGES:+-no-images}

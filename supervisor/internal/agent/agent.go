@@ -179,11 +179,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// The session runs until the drain is over, not until ctx ends.
 	sessCtx, stopSession := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSession()
-	sessDone := make(chan error, 1)
-	go func() { sessDone <- a.client.Run(sessCtx) }()
+	var sessErr error
+	sessDone := make(chan struct{}) // closed once the session's Run returned
+	go func() {
+		sessErr = a.client.Run(sessCtx)
+		close(sessDone)
+	}()
 	select {
-	case err := <-sessDone:
-		return err // the session gave up for good
+	case <-sessDone:
+		return sessErr // the session gave up for good
 	case <-ctx.Done():
 	}
 	a.drain(drainer, cancelJobs, sessDone)
@@ -196,29 +200,31 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 // so heartbeats say autoEnabled:false), the running job gets DrainTimeout
 // to finish and report; after that it is cancelled and reported as a
 // retryable failure over the still-open session.
-func (a *Agent) drain(d *drainRunner, cancelJobs context.CancelCauseFunc, sessDone <-chan error) {
+func (a *Agent) drain(d *drainRunner, cancelJobs context.CancelCauseFunc, sessDone <-chan struct{}) {
 	timeout := a.cfg.DrainTimeout.D()
 	a.client.SetPaused(true)
 	a.log.Info("draining: taking no new offers; waiting for the running job", "drain_timeout", timeout)
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-d.idle():
+	// The wait ends at the timeout, or early when the session ended on its
+	// own (a job's outcome can no longer be sent, so it is cancelled now).
+	wctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() { // ends with wctx, at the latest when drain returns
+		select {
+		case <-sessDone:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	if d.waitIdle(wctx) {
 		a.log.Info("drained: no job running")
 		return
-	case <-t.C:
-	case <-sessDone:
-		// The session ended on its own; a job's outcome can no longer be
-		// sent, so it is cancelled at once.
 	}
 	cancelJobs(fmt.Errorf("agent stopping: drain timeout %s passed", timeout))
 	a.log.Warn("drain timeout: cancelled the running job; it is reported as a retryable failure")
 	// The cancelled job reports within the runner's report timeout.
-	bound := time.NewTimer(reportBound)
-	defer bound.Stop()
-	select {
-	case <-d.idle():
-	case <-bound.C:
+	bctx, bcancel := context.WithTimeout(context.Background(), reportBound)
+	defer bcancel()
+	if !d.waitIdle(bctx) {
 		a.log.Error("the cancelled job did not report in time; stopping anyway")
 	}
 }

@@ -50,6 +50,8 @@ type Config struct {
 	Timeout time.Duration
 	// AgentLog, if set, receives the agent's own log.
 	AgentLog io.Writer
+	// NoImages keeps every job a JSON (llm) job: no binary uploads.
+	NoImages bool
 }
 
 // Faults are the injected faults, in the order the mix cycles through them.
@@ -154,7 +156,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ids := make([]string, 0, cfg.N)
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	for i := range cfg.N {
-		model, task := jobFor(i, rng, cfg.FaultRate, &rep.Injected)
+		model, task := jobFor(i, rng, cfg.FaultRate, !cfg.NoImages, &rep.Injected)
 		raw, err := json.Marshal(task)
 		if err != nil {
 			return nil, err
@@ -182,7 +184,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // jobFor picks job i of the mix: a fault with probability rate, else a
 // normal job on one of the plugins.
-func jobFor(i int, rng *rand.Rand, rate float64, injected *int) (string, map[string]any) {
+func jobFor(i int, rng *rand.Rand, rate float64, images bool, injected *int) (string, map[string]any) {
 	llm := func(prompt string) map[string]any {
 		return map[string]any{"kind": "llm", "messages": []map[string]string{{"role": "user", "content": prompt}}}
 	}
@@ -192,9 +194,9 @@ func jobFor(i int, rng *rand.Rand, rate float64, injected *int) (string, map[str
 		return "faults-llm", llm(Faults[*injected%len(Faults)] + nonce)
 	}
 	switch r := rng.Float64(); {
-	case r < 0.4:
+	case !images && r < 0.5, r < 0.4:
 		return "synthetic-llm", llm("hello" + nonce)
-	case r < 0.7:
+	case !images, r < 0.7:
 		return "faults-llm", llm("ok" + nonce)
 	case r < 0.85:
 		return "faults-image", map[string]any{"kind": "image", "prompt": "ok" + nonce, "width": 64, "height": 64}

@@ -89,7 +89,7 @@ func TestJobMixRate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	injected := 0
 	for i := range 1000 {
-		model, _ := jobFor(i, rng, 0.2, &injected)
+		model, _ := jobFor(i, rng, 0.2, true, &injected)
 		if model == "" {
 			t.Fatal("no model")
 		}

@@ -22,11 +22,12 @@ func main() {
 	stoker := flag.String("stoker", "bin/stoker", "stoker `executable`")
 	pluginDir := flag.String("plugin-dir", "bin", "`dir` holding faults-plugin and synthetic-plugin")
 	timeout := flag.Duration("timeout", 30*time.Minute, "bound on the whole run")
+	noImages := flag.Bool("no-images", false, "only JSON (llm) jobs: no binary uploads")
 	agentLog := flag.String("agent-log", "", "write the agent's log to this `file`")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cfg := stresscrash.Config{N: *n, FaultRate: *rate, Seed: *seed, Stoker: *stoker, PluginDir: *pluginDir, Timeout: *timeout}
+	cfg := stresscrash.Config{N: *n, FaultRate: *rate, Seed: *seed, Stoker: *stoker, PluginDir: *pluginDir, Timeout: *timeout, NoImages: *noImages}
 	if *agentLog != "" {
 		f, err := os.Create(*agentLog)
 		if err != nil {
