@@ -16,8 +16,6 @@ type pageData struct {
 	Snap   *Snapshot
 	Now    time.Time
 	Uptime time.Duration
-	// Restarts is the sum of the plugins' restarts.
-	Restarts int
 }
 
 // page is the parsed status page; html/template escapes every value from
@@ -38,11 +36,7 @@ func newPage() (*page, error) {
 }
 
 func (p *page) render(w io.Writer, snap *Snapshot, now time.Time) error {
-	d := pageData{Snap: snap, Now: now, Uptime: uptime(snap, now)}
-	for _, pl := range snap.Plugins {
-		d.Restarts += pl.Restarts
-	}
-	return p.tmpl.Execute(w, d)
+	return p.tmpl.Execute(w, pageData{Snap: snap, Now: now, Uptime: uptime(snap, now)})
 }
 
 // ago says how long before now t was ("12s ago"), or "" for a zero t.
