@@ -17,7 +17,9 @@ import (
 )
 
 // Benchmarks. By default they use the tiny model; STOKER_LLAMA_BENCH_MODEL
-// points them at a real GGUF instead. Thread count: 4, llama-simple's (and
+// points them at a real GGUF instead. BenchmarkGeneration talks to the
+// engine over in-process gRPC, or to a built plugin binary launched through
+// go-plugin when STOKER_LLAMA_BENCH_PLUGIN names one. Thread count: 4, llama-simple's (and
 // llama.cpp's) default, so the comparison runs the same threads.
 //
 //	go test -tags llamacpp -run '^$' -bench . -benchtime 5x ./llamacpp-plugin/
@@ -68,34 +70,43 @@ func BenchmarkJobLatency(b *testing.B) {
 	})
 }
 
-// llama-simple's own report: the tokens it generated, and llama.cpp's perf
+// llama-simple's own report: "decoded N tokens in T s" (the wall time of
+// its prompt-and-generation loop, printed to 10 ms), and llama.cpp's perf
 // counters (milliseconds, to two decimals) for prompt evaluation, token
 // evaluation and sampling.
 var (
-	simpleDecoded = regexp.MustCompile(`decoded (\d+) tokens in`)
+	simpleDecoded = regexp.MustCompile(`decoded (\d+) tokens in ([0-9.]+) s`)
 	simpleTimes   = regexp.MustCompile(`(?m)(?:prompt eval|\beval|samplers) time =\s*([0-9.]+) ms`)
 )
 
 // BenchmarkGeneration measures greedy generation through the plugin over
-// real go-plugin gRPC (prompt processing, sampling and the result included,
-// model resident) and through
-// llama-simple on the same model, prompt and thread count, and reports
-// both rates and their ratio (plugin/llama-simple).
+// real go-plugin gRPC (the whole job: template, prompt processing,
+// sampling, result; model resident) and through llama-simple on the same
+// model, prompt and thread count. It reports tokens/s for the plugin, for
+// llama-simple's loop (its wall time: prompt, sampling, printing) and for
+// llama-simple's compute alone (llama.cpp's perf counters: prompt eval,
+// eval and sampling), and ratio = plugin / llama-simple loop.
 func BenchmarkGeneration(b *testing.B) {
 	path := benchModel(b)
 	bin := llamaSimple(b)
-	const n = 128
-	eng := newEngine(nil)
-	eng.threads = benchThreads
-	defer eng.Close()
-	e := plugintest.Connect(b, eng)
+	const n = 512
+	var e plugins.Engine
+	if bin := os.Getenv("STOKER_LLAMA_BENCH_PLUGIN"); bin != "" {
+		// The built plugin as the supervisor runs it: its own process.
+		e = plugintest.Launch(b, bin, "STOKER_LLAMA_THREADS="+strconv.Itoa(benchThreads))
+	} else {
+		eng := newEngine(nil)
+		eng.threads = benchThreads
+		defer eng.Close()
+		e = plugintest.Connect(b, eng)
+	}
 	req := llmRequest("bench", path, "Hello there")
 	req.Task.LLM.MaxTokens = n
 	if err := e.Run(context.Background(), req, &recorder{}); err != nil { // load
 		b.Fatal(err)
 	}
 	var pluginTokens, simpleTokens int
-	var pluginTime, simpleTime time.Duration
+	var pluginTime, simpleTime, computeTime time.Duration
 	for b.Loop() {
 		rec := &recorder{}
 		start := time.Now()
@@ -117,15 +128,18 @@ func BenchmarkGeneration(b *testing.B) {
 			b.Fatalf("llama-simple printed no token count or perf times:\n%s", stderr.String())
 		}
 		toks, _ := strconv.Atoi(m[1])
+		secs, _ := strconv.ParseFloat(m[2], 64)
 		simpleTokens += toks
+		simpleTime += time.Duration(secs * float64(time.Second))
 		for _, tm := range times {
 			ms, _ := strconv.ParseFloat(tm[1], 64)
-			simpleTime += time.Duration(ms * float64(time.Millisecond))
+			computeTime += time.Duration(ms * float64(time.Millisecond))
 		}
 	}
 	pluginRate := float64(pluginTokens) / pluginTime.Seconds()
 	simpleRate := float64(simpleTokens) / simpleTime.Seconds()
 	b.ReportMetric(pluginRate, "plugin-tok/s")
 	b.ReportMetric(simpleRate, "llama-simple-tok/s")
+	b.ReportMetric(float64(simpleTokens)/computeTime.Seconds(), "llama-compute-tok/s")
 	b.ReportMetric(pluginRate/simpleRate, "ratio")
 }

@@ -6,11 +6,28 @@
 // Build it with the llamacpp tag after scripts/install-engines.sh and
 // `source scripts/engines/env.sh` (see docs/engines.md); without the tag it
 // builds, and reports itself not ready.
+//
+// Environment: STOKER_LLAMA_THREADS sets the CPU threads llama.cpp decodes
+// with (default: the number of CPUs).
 package main
 
-import "github.com/stokerhq/stoker/plugins"
+import (
+	"os"
+	"strconv"
+
+	"github.com/stokerhq/stoker/plugins"
+)
 
 func main() {
-	e := newEngine(plugins.NewLogger("llamacpp"))
+	log := plugins.NewLogger("llamacpp")
+	e := newEngine(log)
+	if v := os.Getenv("STOKER_LLAMA_THREADS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			log.Warn("ignoring STOKER_LLAMA_THREADS: want a positive integer", "value", v)
+		} else {
+			e.threads = n
+		}
+	}
 	plugins.Serve(e)
 }
