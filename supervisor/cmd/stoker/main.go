@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 )
 
@@ -44,27 +45,37 @@ func main() {
 	}
 }
 
-// signalContext returns a context cancelled by the first SIGINT or SIGTERM;
-// a second signal exits at once.
+// signalContext returns a context cancelled by the first SIGINT or SIGTERM
+// (the agent then drains); a second signal exits at once. The returned stop
+// function ends the watch.
 func signalContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
+	done := make(chan struct{})
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		select {
 		case <-ch:
 			cancel()
-		case <-ctx.Done():
+		case <-done:
 			return
 		}
+		// Not ctx.Done(): the first signal has just closed it.
 		select {
 		case s := <-ch:
 			fmt.Fprintf(os.Stderr, "stoker: second %s; exiting now\n", s)
 			os.Exit(2)
-		case <-ctx.Done():
+		case <-done:
 		}
 	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(ch)
+			close(done)
+			cancel()
+		})
+	}
 }
 
 const usage = `usage: stoker <command> [flags]

@@ -263,12 +263,6 @@ func TestSIGTERMDrainsARealProcess(t *testing.T) {
 }
 
 func TestSecondSignalStopsAtOnce(t *testing.T) {
-	// Known bug outside this package: cmd/stoker's signalContext selects on
-	// ctx.Done() while waiting for the second signal, and the first signal
-	// has just closed it, so the second signal is swallowed. The fix (wait
-	// on a channel that only stop closes) belongs to cmd/stoker's owner;
-	// until it lands this test would fail for that reason alone.
-	t.Skip("cmd/stoker swallows the second signal (signalContext waits on the ctx the first one cancelled); see docs/crash-isolation.md")
 	srv := newDrainStudio(t)
 	p := startStoker(t, srv, "STOKER_DRAIN_TIMEOUT=10m")
 	p.waitLine(t, "agent running")

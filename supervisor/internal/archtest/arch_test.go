@@ -64,9 +64,16 @@ func TestDependencyRules(t *testing.T) {
 			forbidden: []string{"supervisor/internal/studio", "supervisor/internal/protocol", "supervisor/internal/jobs", "supervisor/internal/devstudio", "supervisor/internal/registration"},
 		},
 		{
-			name:      "studio session knows nothing of engines",
-			applies:   func(p string) bool { return under(p, "supervisor/internal/studio") || under(p, "supervisor/internal/registration") },
+			name: "studio session knows nothing of engines",
+			applies: func(p string) bool {
+				return under(p, "supervisor/internal/studio") || under(p, "supervisor/internal/registration")
+			},
 			forbidden: []string{"supervisor/internal/engines", "plugins", "supervisor/internal/jobs", "supervisor/internal/models", "proto"},
+		},
+		{
+			name:      "the local API reads the agent through its own interfaces",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/localapi") },
+			allowOnly: []string{"supervisor/internal/localapi"},
 		},
 		{
 			name:      "the wire contract stands alone",
