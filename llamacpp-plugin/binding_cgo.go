@@ -125,6 +125,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
@@ -353,8 +354,17 @@ func (m *llamaModel) generate(ctx context.Context, p genParams, onToken func(tok
 		return genResult{}, err
 	}
 	C.stoker_abort_set(m.abort, 0)
-	stop := context.AfterFunc(ctx, func() { C.stoker_abort_set(m.abort, 1) })
-	defer stop()
+	// An abort makes llama.cpp log errors ("failed to decode"); they are the
+	// expected echo of a cancellation, so the sink demotes them meanwhile.
+	stop := context.AfterFunc(ctx, func() {
+		llamaLog.quiet.Add(1)
+		C.stoker_abort_set(m.abort, 1)
+	})
+	defer func() {
+		if !stop() {
+			llamaLog.quiet.Add(-1)
+		}
+	}()
 
 	var cgrammar *C.char
 	if p.grammar != "" {
@@ -447,6 +457,10 @@ var llamaLog = &logSink{}
 // logSink routes llama.cpp log lines to an hclog logger and remembers recent
 // warnings and errors for failure messages.
 type logSink struct {
+	// quiet counts cancelled generations in flight; while it is positive,
+	// warnings and errors are logged at debug level.
+	quiet atomic.Int32
+
 	mu      sync.Mutex
 	log     hclog.Logger
 	seq     uint64
@@ -504,6 +518,10 @@ func (s *logSink) line(level int, text string) {
 		}
 	}
 	if s.log == nil {
+		return
+	}
+	if s.quiet.Load() > 0 && level >= int(C.GGML_LOG_LEVEL_WARN) {
+		s.log.Debug(text, "during", "cancellation")
 		return
 	}
 	switch level {
