@@ -587,3 +587,31 @@ func TestGrammarsParseInLlamaCpp(t *testing.T) {
 		}
 	}
 }
+
+// TestUnloadDuringJob unloads a model while a job uses it: the job finishes,
+// then the model is gone and the next job loads it again.
+func TestUnloadDuringJob(t *testing.T) {
+	path := writeTiny(t, t.TempDir())
+	e := testEngine(t)
+	e.progressEvery = 0
+	req := llmRequest("tiny-llama", path, "Hello there")
+	req.Task.LLM.MaxTokens = 32
+	var during []plugins.ResidentModel
+	rec := &recorder{onFirst: func() {
+		if err := e.Unload(context.Background(), "tiny-llama"); err != nil {
+			t.Error(err)
+		}
+		during, _ = e.Resident(context.Background())
+	}}
+	if err := e.Run(context.Background(), req, rec); err != nil {
+		t.Fatalf("job whose model was unloaded mid-run: %v", err)
+	}
+	completionOf(t, rec)
+	if len(during) != 0 {
+		t.Errorf("Resident right after Unload = %+v, want none", during)
+	}
+	runJob(t, e, llmRequest("tiny-llama", path, "again"))
+	if n := e.loads.Load(); n != 2 {
+		t.Errorf("%d loads, want 2 (the unloaded model loads again)", n)
+	}
+}
