@@ -327,3 +327,28 @@ func BenchmarkResample44k(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDecode feeds arbitrary bytes to Decode: it must never panic, every
+// failure must wrap ErrFormat (the input is in memory, so no I/O errors),
+// and a success must hold no more samples than the input has bytes.
+func FuzzDecode(f *testing.F) {
+	f.Add(encode(f, Format{Encoding: PCM, Channels: 2, SampleRate: 44100, BitsPerSample: 16}, tone(10, 44100, 2, 440, 0.5)))
+	f.Add(encode(f, Format{Encoding: Float, Channels: 1, SampleRate: 16000, BitsPerSample: 32, Extensible: true}, tone(10, 16000, 1, 440, 0.5)))
+	f.Add(riff(chunk("fmt ", 16, fmtPayload(1, 1, 16000, 2, 16)), chunk("data", 0xFFFFFFFF, []byte{1, 2, 3, 4})))
+	f.Add([]byte("RIFF\x00\x00\x00\x00WAVE"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := decode(b)
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error %v does not wrap ErrFormat", err)
+			}
+			return
+		}
+		if len(a.Samples) == 0 || len(a.Samples) > len(b) {
+			t.Fatalf("%d samples from %d bytes", len(a.Samples), len(b))
+		}
+		if err := a.Format.validate(); err != nil {
+			t.Fatalf("decoded an invalid format %+v: %v", a.Format, err)
+		}
+	})
+}
