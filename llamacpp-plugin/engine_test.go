@@ -25,6 +25,8 @@ type recorder struct {
 	result   []byte
 	onFirst  func()
 	fired    bool
+	// goneOn makes Progress fail for this unit, as when the host is gone.
+	goneOn string
 }
 
 func (r *recorder) Progress(step, total uint64, unit string) error {
@@ -37,6 +39,9 @@ func (r *recorder) Progress(step, total uint64, unit string) error {
 	r.mu.Unlock()
 	if fire {
 		f()
+	}
+	if unit == r.goneOn {
+		return errors.New("receiver gone")
 	}
 	return nil
 }

@@ -53,12 +53,7 @@ func TestOverGRPC(t *testing.T) {
 		t.Fatalf("Resident = %+v, %v; want tiny-llama", res, err)
 	}
 
-	long := llmRequest("tiny-llama", path, "Hello there")
-	long.Task.LLM.MaxTokens = 900
-	long.Task.LLM.Temperature = 1
-	seed := uint64(3)
-	long.Task.LLM.Seed = &seed
-	err = plugintest.ExpectCancel(t, host, long)
+	err = plugintest.ExpectCancel(t, host, longRequest(path))
 	if je := plugins.AsJobError(err); je == nil || je.Kind != plugins.ErrCancelled {
 		t.Errorf("cancelled run: %v, want %s", err, plugins.ErrCancelled)
 	}

@@ -486,11 +486,7 @@ func TestCancellation(t *testing.T) {
 	e.progressEvery = 0 // a progress event per token
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req := llmRequest("tiny-llama", path, "Hello there")
-	req.Task.LLM.MaxTokens = 900
-	req.Task.LLM.Temperature = 1 // no early end-of-generation from a greedy loop
-	seed := uint64(3)
-	req.Task.LLM.Seed = &seed
+	req := longRequest(path)
 	rec := &recorder{onFirst: cancel}
 	err := e.Run(ctx, req, rec)
 	wantKind(t, err, plugins.ErrCancelled)
@@ -614,4 +610,41 @@ func TestUnloadDuringJob(t *testing.T) {
 	if n := e.loads.Load(); n != 2 {
 		t.Errorf("%d loads, want 2 (the unloaded model loads again)", n)
 	}
+}
+
+// longRequest is a job that cannot end early: its grammar wants an array of
+// at least 500 integers (over 1000 tokens), more than its 900-token budget,
+// so the model cannot emit its end token and generation runs the budget out.
+func longRequest(path string) *plugins.RunRequest {
+	req := llmRequest("tiny-llama", path, "Count")
+	req.Task.LLM.MaxTokens = 900
+	req.Task.LLM.JSONSchema = []byte(`{"type":"array","items":{"type":"integer"},"minItems":500}`)
+	return req
+}
+
+func TestLongRequestRunsItsBudget(t *testing.T) {
+	path := writeTiny(t, t.TempDir())
+	c := runJob(t, testEngine(t), longRequest(path))
+	if c.Usage.CompletionTokens != 900 || c.Choices[0].FinishReason != "length" {
+		t.Errorf("long request: %d tokens, finish %q; want 900, length", c.Usage.CompletionTokens, c.Choices[0].FinishReason)
+	}
+}
+
+// TestHostGoneStopsGeneration: when progress can no longer be delivered the
+// job stops generating and fails instead of running its budget out.
+func TestHostGoneStopsGeneration(t *testing.T) {
+	path := writeTiny(t, t.TempDir())
+	e := testEngine(t)
+	e.progressEvery = 0
+	for _, unit := range []string{"prompt_token", "token"} {
+		rec := &recorder{goneOn: unit}
+		err := e.Run(context.Background(), longRequest(path), rec)
+		if err == nil || rec.result != nil {
+			t.Errorf("progress failing on %s: err %v, result %s; want an error and no result", unit, err, rec.result)
+		}
+		if n := len(rec.steps); unit == "token" && n > 50 {
+			t.Errorf("%d progress events after the first failed, want generation to stop", n)
+		}
+	}
+	runJob(t, e, llmRequest("tiny-llama", path, "next"))
 }
