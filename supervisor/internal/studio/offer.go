@@ -107,8 +107,17 @@ func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOffe
 		return
 	}
 	c.setCurrentJob(claim.JobID)
+	// A heartbeat right after accept reports the job at once (the spec's
+	// transcript does the same) and, once acked, proves the studio has
+	// read the accept: the binary upload, which travels on another
+	// connection, waits for that before it starts (see reporter.Upload).
+	seq, err := s.sendHeartbeat()
+	if err != nil {
+		log.Warn("heartbeat after accept failed", "error", err)
+	}
 	rep := c.newReporter(s, claim.JobID, log)
 	rep.release = release
+	rep.acceptSeq = seq
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("job runner panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))

@@ -35,6 +35,8 @@ type reporter struct {
 	// so the studio's next offer (sent as soon as it has the outcome)
 	// finds the worker idle.
 	release func()
+	// acceptSeq is the heartbeat sent right after accept (0: none).
+	acceptSeq uint64
 
 	mu       sync.Mutex // serialises terminal reports; guards reported
 	reported bool
@@ -124,6 +126,9 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 	if r.reported {
 		return ErrAlreadyReported
 	}
+	if r.acceptSeq > 0 && !r.s.waitAcked(ctx, r.acceptSeq, acceptBarrier) {
+		r.log.Warn("studio has not acknowledged the heartbeat sent after accept; uploading anyway")
+	}
 	var last *UploadError
 	for attempt := 1; ; attempt++ {
 		status, body, err := r.uploadOnce(ctx, u, ext, prompt, open)
@@ -149,6 +154,13 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 		}
 	}
 }
+
+// acceptBarrier bounds how long an upload waits for proof that the studio
+// read the job's accept. The upload goes over HTTP, the accept over the
+// WebSocket; a studio that handled a fast job's upload before reading its
+// accept would see an accept for a job already done, call it a protocol
+// violation and drop the session.
+const acceptBarrier = 5 * time.Second
 
 // openError marks a failure to open the result (local, not retried).
 type openError struct{ err error }

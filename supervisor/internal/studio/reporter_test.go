@@ -21,6 +21,7 @@ func runOneJob(t *testing.T, st *testStudio, job func(ctx context.Context, rep R
 	w := startWorker(t, st, nil)
 	w.runner.run = func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) { job(ctx, rep) }
 	sc := st.accept(t)
+	sc.autoAck.Store(true)
 	sc.welcome(t)
 	sc.send(t, offer("job-400"))
 	nextOf[protocol.Accept](t, sc)
@@ -253,6 +254,7 @@ func TestSocketDroppedMidUpload(t *testing.T) {
 		upErr <- rep.Upload(ctx, "webp", "p", opener([]byte("webp"), &opens))
 	}
 	sc := st.accept(t)
+	sc.autoAck.Store(true)
 	sc.welcome(t)
 	sc.send(t, offer("job-1"))
 	nextOf[protocol.Accept](t, sc)
@@ -263,6 +265,41 @@ func TestSocketDroppedMidUpload(t *testing.T) {
 	if err := waitFor(t, upErr, "upload result"); err != nil {
 		t.Errorf("Upload = %v, want success despite the dropped socket", err)
 	}
+}
+
+// TestUploadWaitsForTheAcceptToBeRead: the upload (HTTP) does not start
+// before the studio has acknowledged the heartbeat sent right after accept
+// (WebSocket), so the studio never sees a result before the accept.
+func TestUploadWaitsForTheAcceptToBeRead(t *testing.T) {
+	st := newTestStudio(t)
+	uploaded := make(chan struct{}, 1)
+	st.setUpload(func(n int, w http.ResponseWriter, r *http.Request, u *upload) {
+		uploaded <- struct{}{}
+		io.WriteString(w, `{"ok":true}`)
+	})
+	w := startWorker(t, st, nil)
+	w.runner.run = func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+		var opens atomic.Int32
+		rep.Upload(ctx, "png", "p", opener([]byte("png"), &opens))
+	}
+	sc := st.accept(t)
+	sc.welcome(t)
+	nextOf[protocol.Heartbeat](t, sc) // the pump's first
+	sc.send(t, protocol.HeartbeatAck{})
+	sc.send(t, offer("job-7"))
+	nextOf[protocol.Accept](t, sc)
+	hb := nextOf[protocol.Heartbeat](t, sc)
+	if hb.CurrentJobID != "job-7" {
+		t.Fatalf("heartbeat after accept reports job %q, want job-7", hb.CurrentJobID)
+	}
+	sc.roundTrip(t, "before-ack") // the worker has read everything so far
+	select {
+	case <-uploaded:
+		t.Fatal("the upload started before the studio acknowledged the accept's heartbeat")
+	default:
+	}
+	sc.send(t, protocol.HeartbeatAck{})
+	waitFor(t, uploaded, "the upload after the ack")
 }
 
 func TestRunnerPanicSendsRetryableFail(t *testing.T) {

@@ -54,8 +54,14 @@ type session struct {
 	workerID string
 	token    secret.Value
 
-	// writeMu serialises data frame writes (gorilla allows one writer).
+	// writeMu serialises data frame writes (gorilla allows one writer)
+	// and guards hbSent.
 	writeMu sync.Mutex
+	hbSent  uint64 // heartbeats written, in wire order
+
+	ackMu   sync.Mutex    // guards hbAcked and ackCh
+	hbAcked uint64        // heartbeatAcks received (the studio acks each heartbeat, in order)
+	ackCh   chan struct{} // closed and replaced at every ack
 	// closed is set when teardown starts; later sends fail at once.
 	closed atomic.Bool
 
@@ -260,6 +266,7 @@ func (s *session) dispatch(ctx context.Context, events <-chan event) outcome {
 			case protocol.Error:
 				return s.errorFrame(f)
 			case protocol.HeartbeatAck:
+				s.heartbeatAcked()
 			case protocol.CompleteAck:
 				s.log.Info("studio confirmed completion of job", "job", f.JobID)
 			case protocol.FailAck:
@@ -390,21 +397,73 @@ func (s *session) classifyReadError(err error) error {
 // send writes one frame within WriteTimeout. A failed write breaks the
 // session: the dispatcher ends it and the client reconnects.
 func (s *session) send(f protocol.Frame) error {
+	_, err := s.write(f)
+	return err
+}
+
+// sendHeartbeat sends a heartbeat now and returns its place among the
+// session's heartbeats: once that many acks have come back, the studio has
+// read every frame sent before it (one socket, read in order).
+func (s *session) sendHeartbeat() (uint64, error) {
+	return s.write(protocol.Heartbeat{Capabilities: s.c.capabilities(), CurrentJobID: s.c.currentJob()})
+}
+
+func (s *session) heartbeatAcked() {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	s.hbAcked++
+	if s.ackCh != nil {
+		close(s.ackCh)
+		s.ackCh = nil
+	}
+}
+
+// waitAcked waits until heartbeat seq is acknowledged, for at most d, or
+// until the session or ctx ends. It reports whether the ack came.
+func (s *session) waitAcked(ctx context.Context, seq uint64, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		s.ackMu.Lock()
+		if s.hbAcked >= seq {
+			s.ackMu.Unlock()
+			return true
+		}
+		if s.ackCh == nil {
+			s.ackCh = make(chan struct{})
+		}
+		ch := s.ackCh
+		s.ackMu.Unlock()
+		select {
+		case <-ch:
+		case <-t.C:
+			return false
+		case <-s.done:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// write sends f; for a heartbeat it also returns the heartbeat's sequence
+// number (1-based) in this session.
+func (s *session) write(f protocol.Frame) (uint64, error) {
 	data, err := protocol.Encode(f)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.closed.Load() {
-		return fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
+		return 0, fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
 	}
 	s.conn.SetWriteDeadline(time.Now().Add(s.c.cfg.WriteTimeout))
 	if err := s.conn.WriteMessage(websocket.TextMessage, data); err != nil {
 		if errors.Is(err, websocket.ErrCloseSent) {
 			// The reader got the studio's close frame and echoed it; it
 			// reports the close code, which decides the outcome.
-			return fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
+			return 0, fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
 		}
 		err = fmt.Errorf("send %s: %w", protocol.TypeOf(f), err)
 		s.brokenOnce.Do(func() {
@@ -412,11 +471,15 @@ func (s *session) send(f protocol.Frame) error {
 			close(s.broken)
 		})
 		if s.closed.Load() {
-			return fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
+			return 0, fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
 		}
-		return err
+		return 0, err
 	}
-	return nil
+	if _, ok := f.(protocol.Heartbeat); ok {
+		s.hbSent++
+		return s.hbSent, nil
+	}
+	return 0, nil
 }
 
 // heartbeatPump sends a heartbeat at once and then every HeartbeatInterval;
@@ -426,8 +489,7 @@ func (s *session) heartbeatPump() {
 	t := time.NewTicker(s.c.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
-		hb := protocol.Heartbeat{Capabilities: s.c.capabilities(), CurrentJobID: s.c.currentJob()}
-		if err := s.send(hb); err != nil {
+		if _, err := s.sendHeartbeat(); err != nil {
 			return
 		}
 		select {

@@ -75,6 +75,9 @@ type studioConn struct {
 	readErr  error
 	pongs    chan string
 	writeMu  sync.Mutex
+	// autoAck makes the reader answer every heartbeat with heartbeatAck,
+	// as a real studio does; off, the test sends acks itself.
+	autoAck atomic.Bool
 }
 
 func newTestStudio(t *testing.T) *testStudio { return newTestStudioTB(t) }
@@ -138,6 +141,12 @@ func (sc *studioConn) readLoop() {
 		}
 		if _, ok := f.(protocol.ReadyForMore); ok {
 			sc.t.Error("worker sent readyForMore (I-2)")
+		}
+		if _, ok := f.(protocol.Heartbeat); ok && sc.autoAck.Load() {
+			b, _ := protocol.Encode(protocol.HeartbeatAck{})
+			sc.writeMu.Lock()
+			_ = sc.ws.WriteMessage(websocket.TextMessage, b)
+			sc.writeMu.Unlock()
 		}
 		sc.frames <- f
 	}
