@@ -15,7 +15,7 @@ package main
 import "github.com/stokerhq/stoker/plugins"
 
 func main() {
-	e := newEngine(plugins.NewLogger("whisper"), options{})
-	defer e.Close()
-	plugins.Serve(e)
+	// Serve never returns: the process ends when the supervisor kills it,
+	// and the models go with it.
+	plugins.Serve(newEngine(plugins.NewLogger("whisper"), options{}))
 }
