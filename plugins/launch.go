@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -87,6 +88,10 @@ type Plugin struct {
 	proc   *process
 	tail   *stderrTail
 	path   string
+	// oomFile is where the plugin's cgroup counts OOM kills, found on the
+	// first Run (a plugin may move itself into a cgroup before it serves)
+	// and read before and after each job.
+	oomFile func() string
 }
 
 var _ Engine = (*Plugin)(nil)
@@ -114,6 +119,7 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 		}
 	}
 	p := &Plugin{tail: newStderrTail(cfg.StderrLines), path: path}
+	p.oomFile = sync.OnceValue(func() string { return oomKillFile(p.Pid()) })
 	var stderr io.Writer = p.tail
 	if cfg.Stderr != nil {
 		stderr = io.MultiWriter(p.tail, cfg.Stderr)
@@ -224,7 +230,7 @@ const crashGrace = 2 * time.Second
 // the stream broke but the process lives on (a broken transport), Run kills
 // the process, which is of no further use, and reports a crash saying so.
 func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
-	oomFile := oomKillFile(p.Pid())
+	oomFile := p.oomFile()
 	oomBefore, oomKnown := oomKillCount(oomFile)
 	err := p.grpcClient.Run(ctx, req, ev)
 	if !errors.Is(err, errBrokenStream) {

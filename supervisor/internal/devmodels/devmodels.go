@@ -41,8 +41,9 @@ var models = []struct {
 	{"tiny-whisper", "whisper-cpp", "tiny-whisper.bin", 0, ggmlmodel.WriteTinyWhisper},
 }
 
-// Ensure makes every dev model in dir unless it is already there, and
-// returns them with their checksums.
+// Ensure makes every dev model in dir, rewriting a file whose content is
+// not what this build's generator makes (a model left by an older build),
+// and returns them with their checksums.
 func Ensure(dir string) ([]Model, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("devmodels: %w", err)
@@ -50,14 +51,19 @@ func Ensure(dir string) ([]Model, error) {
 	var out []Model
 	for _, m := range models {
 		path := filepath.Join(dir, m.filename)
-		if _, err := os.Stat(path); os.IsNotExist(err) {
+		h := sha256.New()
+		if err := m.write(h); err != nil {
+			return nil, fmt.Errorf("devmodels: %s: %w", m.id, err)
+		}
+		want := hex.EncodeToString(h.Sum(nil))
+		sum, size, err := hashFile(path)
+		if err != nil || sum != want {
 			if err := writeAtomic(path, m.write); err != nil {
 				return nil, fmt.Errorf("devmodels: %s: %w", m.id, err)
 			}
-		}
-		sum, size, err := hashFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("devmodels: %s: %w", m.id, err)
+			if sum, size, err = hashFile(path); err != nil {
+				return nil, fmt.Errorf("devmodels: %s: %w", m.id, err)
+			}
 		}
 		out = append(out, Model{ID: m.id, Engine: m.engine, Filename: m.filename, Path: path, SHA256: sum, Size: size, ContextSize: m.contextSize})
 	}
