@@ -14,9 +14,12 @@ export STOKER_ENGINES_DIR
 
 # LLAMA_NPM_VERSION is the node-llama-cpp release whose git bundle carries the
 # llama.cpp source; LLAMA_VERSION is the llama.cpp tag it names (checked against
-# llama/llama.cpp.info.json after unpacking).
+# llama/llama.cpp.info.json after unpacking). Used by the scripts that source
+# this file.
+# shellcheck disable=SC2034
 LLAMA_NPM_VERSION=3.21.1
 LLAMA_VERSION=v0.4.0
+# shellcheck disable=SC2034
 LLAMA_PREFIX="$STOKER_ENGINES_DIR/llama.cpp-$LLAMA_VERSION"
 
 engines_log() { printf '[engines] %s\n' "$*" >&2; }
