@@ -22,6 +22,7 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/config"
 	"github.com/stokerhq/stoker/supervisor/internal/engines"
 	"github.com/stokerhq/stoker/supervisor/internal/jobs"
+	"github.com/stokerhq/stoker/supervisor/internal/localapi"
 	"github.com/stokerhq/stoker/supervisor/internal/logship"
 	"github.com/stokerhq/stoker/supervisor/internal/models"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
@@ -59,9 +60,15 @@ type Agent struct {
 	client *studio.Client
 	queue  *logship.Queue
 
+	status *status
+	api    *localapi.Server // nil when listen is off
+
 	mu   sync.Mutex // guards user
 	user string
 }
+
+// LocalAPI returns the local API server, or nil when listen is off.
+func (a *Agent) LocalAPI() *localapi.Server { return a.api }
 
 // Run runs the agent until ctx ends or the session gives up for good
 // (auth failure, fatal studio error, reconnect attempts exhausted).
@@ -133,6 +140,20 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	a := &Agent{cfg: cfg, log: log, host: host, runner: runner, queue: queue}
+	a.status = &status{a: a, started: time.Now(), tally: &localapi.Tally{}}
+	if cfg.Listen != "" {
+		// Up before registration, so an operator sees "waiting for approval".
+		api, err := localapi.New(localapi.Config{Addr: cfg.Listen, Source: a.status, Controls: a.status, Logger: log})
+		if err != nil {
+			return err
+		}
+		if err := api.Start(ctx); err != nil {
+			return fmt.Errorf("local API: %w", err)
+		}
+		defer api.Close()
+		a.api = api
+		log.Info("local API listening", "url", "http://"+api.Addr().String()+"/")
+	}
 	// Jobs run under jobsCtx, not the session's: a drain keeps the session
 	// open (so the outcome can be reported) while it cancels the job.
 	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -163,7 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		AuthToken:         token,
 		ReconnectAttempts: cfg.WSReconnectAttempts,
 		Capabilities:      a.Capabilities,
-		Jobs:              drainer,
+		Jobs:              countingRunner{inner: drainer, tally: a.status.tally},
 		Logs:              queue,
 		Logger:            log,
 		HTTPClient:        &http.Client{Timeout: protocol.HTTPTimeout},
@@ -172,6 +193,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	a.status.setClient(a.client)
 	log.Info("agent running", "version", Version, "studio", cfg.APIBaseURL, "worker_id", workerID, "plugins", len(paths))
 	if opts.Ready != nil {
 		opts.Ready(a)

@@ -241,7 +241,7 @@ func startAgent(b *testing.B, studioURL string, log hclog.InterceptLogger) {
 	exe, _ := os.Executable()
 	os.Symlink(filepath.Join(binDir, "synthetic-plugin"), filepath.Join(pluginDir, "synthetic-plugin"))
 	os.Symlink(exe, filepath.Join(pluginDir, e2ePluginName))
-	cfg, err := config.Load("", []string{"STOKER_API_BASE_URL=" + studioURL, "STOKER_STATE_DIR=" + b.TempDir(), "STOKER_PLUGIN_DIR=" + pluginDir})
+	cfg, err := config.Load("", []string{"STOKER_API_BASE_URL=" + studioURL, "STOKER_STATE_DIR=" + b.TempDir(), "STOKER_PLUGIN_DIR=" + pluginDir, "STOKER_LISTEN="})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -107,6 +107,7 @@ func startStoker(t *testing.T, srv *devstudio.Server, env ...string) *stokerProc
 		"STOKER_AUTH_TOKEN="+token,
 		"STOKER_API_BASE_URL="+srv.URL(),
 		"STOKER_STATE_DIR="+p.stateDir,
+		"STOKER_LISTEN=",
 		"STOKER_PLUGIN_DIR="+crashPluginDir(t),
 		"STOKER_LISTEN=",
 	)
@@ -389,7 +390,7 @@ func TestPluginIntegrity(t *testing.T) {
 			if err := tt.setup(dir); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := config.Load("", []string{"STOKER_API_BASE_URL=http://127.0.0.1:1", "STOKER_STATE_DIR=" + t.TempDir(), "STOKER_PLUGIN_DIR=" + dir})
+			cfg, err := config.Load("", []string{"STOKER_API_BASE_URL=http://127.0.0.1:1", "STOKER_STATE_DIR=" + t.TempDir(), "STOKER_PLUGIN_DIR=" + dir, "STOKER_LISTEN="})
 			if err != nil {
 				t.Fatal(err)
 			}

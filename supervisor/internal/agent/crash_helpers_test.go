@@ -145,6 +145,7 @@ func startCrashStack(tb testing.TB, o crashOptions) *crashStack {
 	env := append([]string{
 		"STOKER_API_BASE_URL=" + srv.URL(),
 		"STOKER_STATE_DIR=" + stateDir,
+		"STOKER_LISTEN=",
 		"STOKER_PLUGIN_DIR=" + o.pluginDir,
 		"STOKER_PLUGIN_CRASH_LIMIT=1000",
 		"STOKER_STALL_TIMEOUTS=faults=3s",

@@ -114,6 +114,7 @@ type stackOptions struct {
 	catalog     func(*devstudio.Server, *devstudio.Catalog)
 	logOutput   io.Writer
 	hooks       devstudio.Hooks
+	listen      string // the local API's address; "" turns it off
 }
 
 // startStack starts the dev studio on 127.0.0.1:0 and the agent with the
@@ -158,6 +159,7 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 	cfg, err := config.Load("", []string{
 		"STOKER_API_BASE_URL=" + srv.URL(),
 		"STOKER_STATE_DIR=" + state,
+		"STOKER_LISTEN=" + o.listen,
 		"STOKER_PLUGIN_DIR=" + pluginDir,
 	})
 	if err != nil {

@@ -2,17 +2,20 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"image/gif"
 	"image/png"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/image/webp"
 
@@ -261,6 +264,70 @@ func TestSecretsNeverLogged(t *testing.T) {
 		if strings.Contains(text, token) {
 			t.Errorf("%s contains the auth token", name)
 		}
+	}
+}
+
+// TestLocalAPIReportsTheNode: the operator's API shows the session, the
+// plugins and the job counts, and its pause reaches the studio as
+// autoEnabled:false in the next heartbeat.
+func TestLocalAPIReportsTheNode(t *testing.T) {
+	s := startStack(t, stackOptions{listen: "127.0.0.1:0"})
+	mustComplete(t, s.submit(t, "synthetic-llm", llmTask))
+	base := "http://" + s.agent.LocalAPI().Addr().String()
+
+	var st struct {
+		Session struct {
+			State    string `json:"state"`
+			Welcomed bool   `json:"welcomed"`
+		} `json:"session"`
+		Plugins []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"plugins"`
+		Counters struct {
+			Jobs struct {
+				Completed uint64 `json:"completed"`
+			} `json:"jobs"`
+		} `json:"counters"`
+	}
+	body, err := httpGet(base + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Session.Welcomed || st.Counters.Jobs.Completed != 1 || len(st.Plugins) != 2 {
+		t.Errorf("status %s", body)
+	}
+	metrics, err := httpGet(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(metrics), `stoker_jobs_total{outcome="completed"} 1`) {
+		t.Errorf("metrics lack the completed job:\n%s", metrics)
+	}
+
+	resp, err := http.Post(base+"/v1/pause", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("pause: %s", resp.Status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	workers := s.studio.Workers()
+	if len(workers) != 1 {
+		t.Fatalf("%d workers", len(workers))
+	}
+	// The next heartbeat (every 5 s) carries the pause.
+	_, err = s.studio.WaitWorker(ctx, workers[0].ID, func(w devstudio.WorkerView) bool {
+		return w.Capabilities != nil && !w.Capabilities.AutoEnabled
+	})
+	if err != nil {
+		t.Fatalf("the studio never saw the pause: %v", err)
 	}
 }
 

@@ -59,8 +59,8 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// LogJSON writes the agent's log as JSON lines. (false)
 	LogJSON bool `toml:"log_json"`
-	// Listen is the local API's address ("" turns it off).
-	// ("127.0.0.1:8710")
+	// Listen is the local API's address: status page, /v1/status,
+	// /metrics, pause and resume. "" turns it off. ("127.0.0.1:8710")
 	Listen string `toml:"listen"`
 	// InputFileDir allows file:// task inputs inside this directory. ("":
 	// refused)
@@ -94,6 +94,9 @@ type Config struct {
 	PluginSHA256 map[string]string `toml:"plugin_sha256"`
 }
 
+// DefaultListen is the local API's address when listen is not given.
+const DefaultListen = "127.0.0.1:8710"
+
 // Duration is a time.Duration written as "90s" or "5m" in TOML.
 type Duration time.Duration
 
@@ -116,8 +119,17 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Unknown keys in the file are an error.
 func Load(path string, env []string) (*Config, error) {
 	c := &Config{}
+	// listen = "" turns the local API off, so its default applies only
+	// when the key is not given at all.
+	listenSet := false
+	for _, kv := range env {
+		if strings.HasPrefix(kv, EnvPrefix+"LISTEN=") {
+			listenSet = true
+		}
+	}
 	if path != "" {
 		md, err := toml.DecodeFile(path, c)
+		listenSet = listenSet || md.IsDefined("listen")
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
@@ -134,6 +146,9 @@ func Load(path string, env []string) (*Config, error) {
 	}
 	if err := c.setDefaults(); err != nil {
 		return nil, err
+	}
+	if !listenSet {
+		c.Listen = DefaultListen
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -61,6 +61,30 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestListen(t *testing.T) {
+	tests := []struct {
+		name, body string
+		env        []string
+		want       string
+	}{
+		{"default", ``, nil, DefaultListen},
+		{"off in the file", `listen = ""`, nil, ""},
+		{"off by env", ``, []string{"STOKER_LISTEN="}, ""},
+		{"set", `listen = "0.0.0.0:9000"`, nil, "0.0.0.0:9000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(write(t, tt.body), append(tt.env, "STOKER_STATE_DIR=/tmp/x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Listen != tt.want {
+				t.Errorf("listen = %q, want %q", c.Listen, tt.want)
+			}
+		})
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name, body string

@@ -136,6 +136,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		"STOKER_WORKER_ID=" + workerID,
 		"STOKER_AUTH_TOKEN=" + token,
 		"STOKER_STATE_DIR=" + filepath.Join(cfg.WorkDir, "agent"),
+		"STOKER_LISTEN=",
 		"STOKER_PLUGIN_DIR=" + cfg.PluginDir,
 		"STOKER_LOG_JSON=true",
 		"STOKER_LISTEN=",
