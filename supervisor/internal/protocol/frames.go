@@ -169,10 +169,16 @@ func Encode(f Frame) ([]byte, error) {
 		return nil, errors.New("protocol.Encode: nil frame")
 	}
 	typ, _ := json.Marshal(f.frameType())
-	body, err := json.Marshal(f)
-	if err != nil {
+	// No HTML escaping: engine results go to the studio verbatim, and
+	// "<", ">" and "&" turned into \u escapes would not be (the fuzzer
+	// found a result that no longer round-tripped byte for byte).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(f); err != nil {
 		return nil, fmt.Errorf("protocol.Encode %s: %w", f.frameType(), err)
 	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	return prependField("type", typ, body), nil
 }
 
