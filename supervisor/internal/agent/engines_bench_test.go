@@ -41,10 +41,12 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 )
 
-// llamaSimpleThreads is the thread count llama-simple always uses: it has
-// no thread flag and keeps llama.cpp's default context parameters
-// (GGML_DEFAULT_N_THREADS = 4, for decoding and for prompt batches). The
-// plugin is given the same through STOKER_LLAMA_THREADS.
+// llamaSimpleThreads is the thread count llama-simple uses: it has no
+// thread flag and keeps llama.cpp's default context parameters
+// (GGML_DEFAULT_N_THREADS = 4, for decoding and for prompt batches). With
+// an OpenMP ggml (the installed one links libgomp) OMP_THREAD_LIMIT caps
+// it lower: ggml asks OpenMP for n_threads and works with the threads it
+// gets. The plugin is given its count through STOKER_LLAMA_THREADS.
 const llamaSimpleThreads = 4
 
 // enginePlugins builds llamacpp-plugin and whisper-plugin with their engines
@@ -70,7 +72,8 @@ type engineStack struct {
 	models map[string]devmodels.Model // by catalog id
 }
 
-func startEngineStack(b *testing.B) *engineStack {
+// llamaThreads is passed to llamacpp-plugin as STOKER_LLAMA_THREADS.
+func startEngineStack(b *testing.B, llamaThreads int) *engineStack {
 	b.Helper()
 	bins, err := enginePlugins()
 	if err != nil {
@@ -113,7 +116,7 @@ func startEngineStack(b *testing.B) *engineStack {
 	}
 	// The plugins inherit the supervisor's environment (go-plugin adds
 	// os.Environ()).
-	b.Setenv("STOKER_LLAMA_THREADS", strconv.Itoa(llamaSimpleThreads))
+	b.Setenv("STOKER_LLAMA_THREADS", strconv.Itoa(llamaThreads))
 	state := b.TempDir()
 	cfg, err := config.Load("", []string{
 		"STOKER_API_BASE_URL=" + srv.URL(),
@@ -204,11 +207,16 @@ type simpleRun struct {
 	eval         time.Duration // generation compute (perf counter)
 }
 
-func runLlamaSimple(b *testing.B, bin, model string, n int, prompt string) simpleRun {
+// runLlamaSimple runs llama-simple on threads threads (at most
+// llamaSimpleThreads) and returns its report.
+func runLlamaSimple(b *testing.B, bin, model string, threads, n int, prompt string) simpleRun {
 	b.Helper()
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin, "-m", model, "-n", strconv.Itoa(n), prompt)
 	cmd.Stderr = &stderr
+	if threads < llamaSimpleThreads {
+		cmd.Env = append(os.Environ(), "OMP_THREAD_LIMIT="+strconv.Itoa(threads))
+	}
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("llama-simple: %v\n%s", err, stderr.String())
 	}
@@ -251,16 +259,35 @@ func llamaSimpleBin(b *testing.B) string {
 	return p
 }
 
+// requireOpenMP fails b unless bin links libgomp, without which
+// OMP_THREAD_LIMIT would not cap its threads and a comparison at fewer
+// than llamaSimpleThreads threads would compare different thread counts.
+func requireOpenMP(b *testing.B, bin string) {
+	b.Helper()
+	out, err := exec.Command("ldd", bin).CombinedOutput()
+	if err != nil {
+		b.Fatalf("ldd %s: %v\n%s", bin, err, out)
+	}
+	if !bytes.Contains(out, []byte("libgomp")) {
+		b.Fatalf("%s does not link OpenMP: its threads cannot be capped below %d; run -bench 'PipelineLlama/threads=%d'", bin, llamaSimpleThreads, llamaSimpleThreads)
+	}
+}
+
 // tinyLlamaPrompt is the job's one user message as tiny-llama's ChatML
 // template renders it with the assistant turn opened: the text
 // llama-simple is given, so both sides decode the same prompt tokens (the
 // benchmark checks the counts).
 const tinyLlamaPrompt = "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n"
 
-// BenchmarkPipelineLlama runs greedy tiny-llama chat jobs of a fixed
-// length through the whole pipeline and, in the same loop, llama-simple on
-// the same model bytes, prompt, token count and threads (4 on both sides:
-// llama-simple's fixed default). Metrics, per sub-benchmark:
+// BenchmarkPipelineLlama runs greedy tiny-llama chat jobs through the
+// whole pipeline and, in the same loop, llama-simple on the same model
+// bytes, prompt, token budget and thread count. Sub-benchmarks: threads=4
+// (llama-simple's fixed default), threads=<CPUs> (the plugin's default) and
+// threads=1 (the fastest for a model this small: no thread barriers), the
+// last two with llama-simple capped by OMP_THREAD_LIMIT; each with
+// maxTokens 128 and 448 (on this prompt tiny-llama ends by itself after
+// 224 tokens, on both sides: the counts are checked every job).
+// Metrics:
 //
 //   - tok/s: completion tokens (the result's usage) ÷ job wall time, from
 //     Submit at the dev studio to the completed job stored there (offer,
@@ -268,69 +295,91 @@ const tinyLlamaPrompt = "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>as
 //     generation, result upload).
 //   - plugin-tok/s: the same tokens ÷ the plugin's own elapsed_ms (template,
 //     prompt decode, generation; millisecond resolution).
+//   - overhead-ms: job wall time minus the plugin's elapsed_ms, per job:
+//     what the pipeline adds, whatever the model.
 //   - llama-simple-tok/s: its "decoded N tokens … speed" line: its main
-//     loop, prompt decode plus generation (and printing), no model load.
+//     loop, prompt decode plus generation (and printing each piece), no
+//     model load.
 //   - llama-eval-tok/s: its generation compute alone (perf counter "eval").
 //   - ratio: tok/s ÷ llama-simple-tok/s. Both sides count prompt decode plus
-//     generation of the same tokens; the pipeline adds its transport.
-//   - p50-µs, p99-µs: the pipeline jobs' wall times.
+//     generation of the same tokens (checked); the pipeline adds its
+//     transport, llama-simple its printing.
+//   - tokens/job; p50-µs, p99-µs: the pipeline jobs' wall times.
 func BenchmarkPipelineLlama(b *testing.B) {
 	bin := llamaSimpleBin(b)
-	s := startEngineStack(b)
-	model := s.models["tiny-llama"].Path // the bytes the agent downloaded and verified
-	b.Logf("threads %d (plugin and llama-simple), %d CPUs", llamaSimpleThreads, runtime.NumCPU())
-	for _, n := range []int{128, 448} {
-		b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
-			task, err := json.Marshal(map[string]any{
-				"kind":        "llm",
-				"messages":    []map[string]string{{"role": "user", "content": "Hello there"}},
-				"maxTokens":   n,
-				"temperature": 0,
-			})
-			if err != nil {
-				b.Fatal(err)
+	threads := []int{llamaSimpleThreads}
+	for _, n := range []int{runtime.NumCPU(), 1} {
+		if n < threads[len(threads)-1] {
+			threads = append(threads, n)
+		}
+	}
+	for _, t := range threads {
+		b.Run(fmt.Sprintf("threads=%d", t), func(b *testing.B) {
+			if t < llamaSimpleThreads {
+				requireOpenMP(b, bin)
 			}
-			s.timedJob(b, "tiny-llama", task) // warm: model download, plugin start, model load
-			var (
-				tokens, simpleTokens, evalRuns int
-				wall, pluginTime, simpleLoop   time.Duration
-				simpleEval                     time.Duration
-				durs                           = make([]time.Duration, 0, b.N)
-			)
-			for b.Loop() {
-				v, d := s.timedJob(b, "tiny-llama", task)
-				var res llmResult
-				if err := json.Unmarshal(v.Result, &res); err != nil {
-					b.Fatalf("result %s: %v", v.Result, err)
-				}
-				sr := runLlamaSimple(b, bin, model, n, tinyLlamaPrompt)
-				// The same work on both sides, or the rates compare nothing.
-				if res.Usage.CompletionTokens != sr.decoded || res.Usage.PromptTokens != sr.promptTokens {
-					b.Fatalf("pipeline: %d prompt + %d generated tokens; llama-simple: %d + %d",
-						res.Usage.PromptTokens, res.Usage.CompletionTokens, sr.promptTokens, sr.decoded)
-				}
-				if len(res.Choices) != 1 || (res.Usage.CompletionTokens == n) != (res.Choices[0].FinishReason == "length") {
-					b.Fatalf("result %s: want one choice, finish_reason length exactly when %d tokens came", v.Result, n)
-				}
-				durs = append(durs, d)
-				wall += d
-				tokens += res.Usage.CompletionTokens
-				pluginTime += time.Duration(res.ElapsedMs) * time.Millisecond
-				simpleTokens += sr.decoded
-				simpleLoop += sr.loop
-				evalRuns += sr.evalRuns
-				simpleEval += sr.eval
+			s := startEngineStack(b, t)
+			model := s.models["tiny-llama"].Path // the bytes the agent downloads and verifies
+			for _, n := range []int{128, 448} {
+				b.Run(fmt.Sprintf("maxTokens=%d", n), func(b *testing.B) {
+					benchLlamaJobs(b, s, bin, model, t, n)
+				})
 			}
-			rate := float64(tokens) / wall.Seconds()
-			simpleRate := float64(simpleTokens) / simpleLoop.Seconds()
-			b.ReportMetric(rate, "tok/s")
-			b.ReportMetric(float64(tokens)/pluginTime.Seconds(), "plugin-tok/s")
-			b.ReportMetric(simpleRate, "llama-simple-tok/s")
-			b.ReportMetric(float64(evalRuns)/simpleEval.Seconds(), "llama-eval-tok/s")
-			b.ReportMetric(rate/simpleRate, "ratio")
-			reportPercentiles(b, durs)
 		})
 	}
+}
+
+func benchLlamaJobs(b *testing.B, s *engineStack, bin, model string, threads, n int) {
+	task, err := json.Marshal(map[string]any{
+		"kind":        "llm",
+		"messages":    []map[string]string{{"role": "user", "content": "Hello there"}},
+		"maxTokens":   n,
+		"temperature": 0,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.timedJob(b, "tiny-llama", task) // warm: model download, plugin start, model load
+	var (
+		tokens, simpleTokens, evalRuns       int
+		wall, pluginTime, simpleLoop, simEva time.Duration
+		durs                                 = make([]time.Duration, 0, b.N)
+	)
+	for b.Loop() {
+		v, d := s.timedJob(b, "tiny-llama", task)
+		var res llmResult
+		if err := json.Unmarshal(v.Result, &res); err != nil {
+			b.Fatalf("result %s: %v", v.Result, err)
+		}
+		sr := runLlamaSimple(b, bin, model, threads, n, tinyLlamaPrompt)
+		// The same work on both sides, or the rates compare nothing.
+		if res.Usage.CompletionTokens != sr.decoded || res.Usage.PromptTokens != sr.promptTokens {
+			b.Fatalf("pipeline: %d prompt + %d generated tokens; llama-simple: %d + %d",
+				res.Usage.PromptTokens, res.Usage.CompletionTokens, sr.promptTokens, sr.decoded)
+		}
+		if len(res.Choices) != 1 || (res.Usage.CompletionTokens == n) != (res.Choices[0].FinishReason == "length") {
+			b.Fatalf("result %s: want one choice, finish_reason length exactly when %d tokens came", v.Result, n)
+		}
+		durs = append(durs, d)
+		wall += d
+		tokens += res.Usage.CompletionTokens
+		pluginTime += time.Duration(res.ElapsedMs) * time.Millisecond
+		simpleTokens += sr.decoded
+		simpleLoop += sr.loop
+		evalRuns += sr.evalRuns
+		simEva += sr.eval
+	}
+	jobs := float64(len(durs))
+	rate := float64(tokens) / wall.Seconds()
+	simpleRate := float64(simpleTokens) / simpleLoop.Seconds()
+	b.ReportMetric(rate, "tok/s")
+	b.ReportMetric(float64(tokens)/pluginTime.Seconds(), "plugin-tok/s")
+	b.ReportMetric((wall-pluginTime).Seconds()*1000/jobs, "overhead-ms")
+	b.ReportMetric(simpleRate, "llama-simple-tok/s")
+	b.ReportMetric(float64(evalRuns)/simEva.Seconds(), "llama-eval-tok/s")
+	b.ReportMetric(rate/simpleRate, "ratio")
+	b.ReportMetric(float64(tokens)/jobs, "tokens/job")
+	reportPercentiles(b, durs)
 }
 
 // whisperCLIBin finds whisper-cli built from the same whisper.cpp source
@@ -424,7 +473,7 @@ func writeWAV16(path string, rate int, samples []float64) error {
 //   - p50-µs, p99-µs: the pipeline jobs' wall times.
 func BenchmarkPipelineWhisper(b *testing.B) {
 	cli := whisperCLIBin(b)
-	s := startEngineStack(b)
+	s := startEngineStack(b, llamaSimpleThreads) // the llama plugin idles here
 	model := s.models["tiny-whisper"].Path
 	const seconds, rate = 30, 16000
 	clip := filepath.Join(s.files, "bench-30s.wav")
