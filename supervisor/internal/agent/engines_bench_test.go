@@ -72,7 +72,8 @@ type engineStack struct {
 	models map[string]devmodels.Model // by catalog id
 }
 
-// llamaThreads is passed to llamacpp-plugin as STOKER_LLAMA_THREADS.
+// startEngineStack starts an engineStack that stops when b ends;
+// llamacpp-plugin gets llamaThreads as STOKER_LLAMA_THREADS.
 func startEngineStack(b *testing.B, llamaThreads int) *engineStack {
 	b.Helper()
 	bins, err := enginePlugins()
