@@ -55,7 +55,7 @@ const (
 type engine struct {
 	log          hclog.Logger
 	memoryBudget uint64 // (default defaultMemoryBudget)
-	threads      int    // CPU threads for decoding (default runtime.NumCPU())
+	threads      int    // CPU threads for decoding (default defaultThreads())
 	// progressEvery is the least time between two progress events while
 	// generating (default progressInterval; 0: every token).
 	progressEvery time.Duration
@@ -82,6 +82,13 @@ type entry struct {
 	run sync.Mutex // serialises jobs on m
 }
 
+// defaultThreads leaves one CPU to the plugin's Go side (the gRPC stream,
+// progress events): with every CPU held by llama.cpp's spinning OpenMP
+// threads, the pipeline benchmark on a 2-CPU machine decoded about five
+// times slower at 2 threads than at 1 (supervisor/internal/agent,
+// BenchmarkPipelineLlama).
+func defaultThreads() int { return max(1, runtime.NumCPU()-1) }
+
 // newEngine returns an engine with the default budget and thread count.
 func newEngine(log hclog.Logger) *engine {
 	if log == nil {
@@ -90,7 +97,7 @@ func newEngine(log hclog.Logger) *engine {
 	return &engine{
 		log:           log,
 		memoryBudget:  defaultMemoryBudget,
-		threads:       runtime.NumCPU(),
+		threads:       defaultThreads(),
 		progressEvery: progressInterval,
 		now:           time.Now,
 		resident:      map[string]*entry{},

@@ -8,7 +8,7 @@
 // builds, and reports itself not ready.
 //
 // Environment: STOKER_LLAMA_THREADS sets the CPU threads llama.cpp decodes
-// with (default: the number of CPUs).
+// with (default: the number of CPUs less one, at least one).
 package main
 
 import (
