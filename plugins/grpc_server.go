@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -75,10 +76,19 @@ var errRunOver = errors.New("plugins: event after Run returned")
 // sent on from two goroutines at once, and engines may report from several,
 // so sends are serialised.
 type serverEvents struct {
-	mu     sync.Mutex // guards stream sends and done
+	mu     sync.Mutex // guards stream sends, done and lastProgress
 	stream enginev1.EngineService_RunServer
 	done   bool
+	// lastProgress is when a progress event was last sent (see Progress).
+	lastProgress time.Time
 }
+
+// progressEvery is the least time between two progress events on the
+// wire. Each event is a stream message costing tens of microseconds; an
+// engine reporting every token of a fast model would spend more on its
+// reports than on the job. Nobody needs them more often: the stall
+// watchdog counts minutes and the status page refreshes in seconds.
+const progressEvery = 100 * time.Millisecond
 
 func (e *serverEvents) send(r *enginev1.RunResponse) error {
 	e.mu.Lock()
@@ -98,7 +108,19 @@ func (e *serverEvents) close() {
 	e.mu.Unlock()
 }
 
+// Progress forwards the first event of a run, the last (step == total) and
+// otherwise at most one every progressEvery; the rest are dropped.
 func (e *serverEvents) Progress(step, total uint64, unit string) error {
+	now := time.Now()
+	e.mu.Lock()
+	skip := !e.done && !e.lastProgress.IsZero() && now.Sub(e.lastProgress) < progressEvery && step < total
+	if !skip {
+		e.lastProgress = now
+	}
+	e.mu.Unlock()
+	if skip {
+		return nil
+	}
 	return e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Progress{Progress: &enginev1.Progress{
 		Step: step, Total: total, Unit: unit,
 	}}})

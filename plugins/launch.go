@@ -230,8 +230,19 @@ const crashGrace = 2 * time.Second
 // the stream broke but the process lives on (a broken transport), Run kills
 // the process, which is of no further use, and reports a crash saying so.
 func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
+	// The counter is read beside the job, not before it: a sysfs read costs
+	// tens of microseconds that a short job would wait for. A job that
+	// dies before the read is done is classified by its last words alone.
 	oomFile := p.oomFile()
-	oomBefore, oomKnown := oomKillCount(oomFile)
+	type reading struct {
+		n  uint64
+		ok bool
+	}
+	before := make(chan reading, 1)
+	go func() {
+		n, ok := oomKillCount(oomFile)
+		before <- reading{n, ok}
+	}()
 	err := p.grpcClient.Run(ctx, req, ev)
 	if !errors.Is(err, errBrokenStream) {
 		return err
@@ -278,6 +289,8 @@ func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
 	if sig := p.tail.Signal(); je.Signal == "" && sig != "" {
 		je.Signal = sig
 	}
+	b := <-before
+	oomBefore, oomKnown := b.n, b.ok
 	if oomAfter, ok := oomKillCount(oomFile); st.Signal == "SIGKILL" && oomKnown && ok && oomAfter > oomBefore {
 		je.Kind = ErrOutOfMemory
 		je.Message = fmt.Sprintf("plugin %s was killed by the kernel's OOM killer mid-job (memory cgroup oom_kill %d -> %d)", name, oomBefore, oomAfter)
