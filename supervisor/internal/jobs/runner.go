@@ -208,7 +208,7 @@ func fetchError(err error) error {
 
 // runJSON runs a job whose result is JSON and sends completeJson.
 func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, prompt string, rep studio.Reporter) error {
-	ev := &jsonEvents{progress: r.progressFunc(log)}
+	ev := &jsonEvents{jobEvents: jobEvents{r: r, log: log}}
 	if err := r.cfg.Engines.Run(ctx, req, ev); err != nil {
 		return err
 	}
@@ -233,9 +233,9 @@ func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.R
 	rctx, cancel := r.reportCtx(ctx)
 	defer cancel()
 	ev := &binaryEvents{
-		progress: r.progressFunc(log),
-		dir:      dir,
-		engineOK: make(chan struct{}),
+		jobEvents: jobEvents{r: r, log: log},
+		dir:       dir,
+		engineOK:  make(chan struct{}),
 		start: func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error {
 			done := make(chan error, 1)
 			attempt := 0
@@ -268,17 +268,6 @@ func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.R
 	}
 	log.Info("binary result delivered", "ext", ev.ext, "bytes", ev.n)
 	return nil
-}
-
-func (r *Runner) progressFunc(log hclog.Logger) func(kind string, step, total uint64, unit, level, msg string) {
-	return func(kind string, step, total uint64, unit, level, msg string) {
-		switch kind {
-		case "progress":
-			r.update(func(c *Current) { c.Step, c.Total, c.Unit, c.Progress = step, total, unit, time.Now() })
-		case "log":
-			log.Log(hclog.LevelFromString(level), msg, "category", "engine")
-		}
-	}
 }
 
 // reportCtx is the context outcomes are sent under: it outlives an agent
@@ -336,20 +325,30 @@ func safeName(s string) string {
 	return s
 }
 
-// jsonEvents collects a JSON job's result.
-type jsonEvents struct {
-	progress func(kind string, step, total uint64, unit, level, msg string)
-	result   json.RawMessage
+// jobEvents handles what every job reports besides its output: progress
+// goes to the status of the job in flight, log lines to the agent's log
+// (and so to the studio's log stream) under the job's id.
+type jobEvents struct {
+	r   *Runner
+	log hclog.Logger
 }
 
-func (e *jsonEvents) Progress(step, total uint64, unit string) error {
-	e.progress("progress", step, total, unit, "", "")
+func (e jobEvents) Progress(step, total uint64, unit string) error {
+	e.r.update(func(c *Current) { c.Step, c.Total, c.Unit, c.Progress = step, total, unit, time.Now() })
 	return nil
 }
-func (e *jsonEvents) Log(level, msg string) error {
-	e.progress("log", 0, 0, "", level, msg)
+
+func (e jobEvents) Log(level, msg string) error {
+	e.log.Log(hclog.LevelFromString(level), msg, "category", "engine")
 	return nil
 }
+
+// jsonEvents collects a JSON job's result.
+type jsonEvents struct {
+	jobEvents
+	result json.RawMessage
+}
+
 func (e *jsonEvents) Output(ext string, _ []byte) error {
 	return plugins.Errorf(plugins.ErrEngine, "engine sent %s output for a job that takes a JSON result", ext)
 }
@@ -361,9 +360,9 @@ func (e *jsonEvents) Result(js []byte) error {
 // binaryEvents tees a binary job's output to the live upload and to the
 // spool file.
 type binaryEvents struct {
-	progress func(kind string, step, total uint64, unit, level, msg string)
-	dir      *scratch
-	start    func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error
+	jobEvents
+	dir   *scratch
+	start func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error
 
 	ext        string
 	spool      *os.File
@@ -374,14 +373,6 @@ type binaryEvents struct {
 	engineErr  error
 }
 
-func (e *binaryEvents) Progress(step, total uint64, unit string) error {
-	e.progress("progress", step, total, unit, "", "")
-	return nil
-}
-func (e *binaryEvents) Log(level, msg string) error {
-	e.progress("log", 0, 0, "", level, msg)
-	return nil
-}
 func (e *binaryEvents) Result([]byte) error {
 	return plugins.Errorf(plugins.ErrEngine, "engine sent a JSON result for a job that takes a file")
 }
