@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # build.sh installs the engines (cached outside the clone) and puts stoker and
-# every plugin into bin/. The plugins are found there by `stoker agent`,
-# whose default plugin_dir is the directory of the stoker executable.
+# every engine plugin into bin/. The plugins are found there by `stoker
+# agent`, whose default plugin_dir is the directory of the stoker
+# executable. The fault-injection plugin is a test tool and goes to
+# bin/test/ instead, out of the agent's way (scripts/stress-crash.sh and the
+# tests build their own).
 #
 #   scripts/build.sh            engines + all binaries
 #   STOKER_NO_ENGINES=1 scripts/build.sh
@@ -22,9 +25,11 @@ if [ -z "${STOKER_NO_ENGINES:-}" ]; then
 fi
 mkdir -p bin
 plugins=()
-for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin plugins/faults/faults-plugin; do
+for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin; do
 	[ -f "$d/main.go" ] && plugins+=("./$d")
 done
 go build -trimpath -tags "$tags" -o bin/ ./supervisor/cmd/stoker "${plugins[@]}"
-chmod go-w bin/*
+mkdir -p bin/test
+go build -trimpath -o bin/test/ ./plugins/faults/faults-plugin
+chmod go-w bin/* bin/test/*
 echo "built: $(cd bin && echo *)"
