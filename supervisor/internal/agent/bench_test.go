@@ -26,8 +26,6 @@ import (
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/plugins/plugintest"
 	"github.com/stokerhq/stoker/plugins/synthetic"
-	"github.com/stokerhq/stoker/supervisor/internal/agent"
-	"github.com/stokerhq/stoker/supervisor/internal/config"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 )
 
@@ -95,7 +93,7 @@ func reportPercentiles(b *testing.B, durs []time.Duration) {
 // is the supervisor's alone.
 func BenchmarkLargeOutput(b *testing.B) {
 	studioURL := startStudioProcess(b, `{"e2e-blob":{"engine":"e2e","files":[],"cliDefaults":{"cfgScale":1,"steps":1,"width":1,"height":1}}}`)
-	startAgent(b, studioURL, hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "stoker", Level: hclog.Info, Output: io.Discard}))
+	runAgent(b, studioURL, hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "stoker", Level: hclog.Info, Output: io.Discard}), "STOKER_LISTEN=")
 	const side = 8192
 	task := `{"model":"e2e-blob","task":{"kind":"image","prompt":"blob-seed","width":8192,"height":8192}}`
 	// As stoker's main does (gcPercent in supervisor/cmd/stoker).
@@ -231,26 +229,6 @@ func startStudioProcess(b *testing.B, catalog string) string {
 		}
 		time.Sleep(10 * time.Millisecond) // a process start has no event to wait on
 	}
-}
-
-// startAgent runs the agent in-process against studioURL with the
-// synthetic and e2e plugins.
-func startAgent(b *testing.B, studioURL string, log hclog.InterceptLogger) {
-	b.Helper()
-	pluginDir := b.TempDir()
-	exe, _ := os.Executable()
-	os.Symlink(filepath.Join(binDir, "synthetic-plugin"), filepath.Join(pluginDir, "synthetic-plugin"))
-	os.Symlink(exe, filepath.Join(pluginDir, e2ePluginName))
-	cfg, err := config.Load("", []string{"STOKER_API_BASE_URL=" + studioURL, "STOKER_STATE_DIR=" + b.TempDir(), "STOKER_PLUGIN_DIR=" + pluginDir, "STOKER_LISTEN="})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond})
-	}()
-	b.Cleanup(func() { cancel(); <-done })
 }
 
 // submitHTTP posts a job to the studio's API and polls until it is done.

@@ -3,8 +3,6 @@ package agent_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -142,6 +140,15 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 		o.catalog(srv, cat)
 	}
 
+	a, state := runAgent(tb, srv.URL(), log, "STOKER_LISTEN="+o.listen)
+	return &stack{studio: srv, agent: a, files: files, state: state}
+}
+
+// runAgent runs the agent in-process against the studio at studioURL with
+// the synthetic plugin and the e2e plugin, until the test ends. env adds
+// STOKER_ variables. It returns once the agent runs, with its state dir.
+func runAgent(tb testing.TB, studioURL string, log hclog.InterceptLogger, env ...string) (*agent.Agent, string) {
+	tb.Helper()
 	pluginDir := tb.TempDir()
 	exe, err := os.Executable()
 	if err != nil {
@@ -156,12 +163,11 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 		}
 	}
 	state := tb.TempDir()
-	cfg, err := config.Load("", []string{
-		"STOKER_API_BASE_URL=" + srv.URL(),
+	cfg, err := config.Load("", append([]string{
+		"STOKER_API_BASE_URL=" + studioURL,
 		"STOKER_STATE_DIR=" + state,
-		"STOKER_LISTEN=" + o.listen,
 		"STOKER_PLUGIN_DIR=" + pluginDir,
-	})
+	}, env...))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -179,11 +185,11 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 	})
 	select {
 	case a := <-ready:
-		return &stack{studio: srv, agent: a, files: files, state: state}
+		return a, state
 	case err := <-done:
 		tb.Fatalf("agent.Run returned early: %v", err)
 	}
-	return nil
+	return nil, ""
 }
 
 // submit queues a job and waits until it is completed or failed for good.
@@ -217,11 +223,6 @@ func (s *stack) result(tb testing.TB, v devstudio.JobView) []byte {
 		tb.Fatal(err)
 	}
 	return resp
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 // addEntry adds a catalog model served by engine.
