@@ -65,12 +65,9 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 		}
 		state = filepath.Join(cache, "stoker", "dev")
 	}
-	cat := devstudio.DefaultCatalog()
-	if o.catalog != "" {
-		var err error
-		if cat, err = devstudio.LoadCatalog(o.catalog); err != nil {
-			return err
-		}
+	cat, err := loadCatalog(o.catalog)
+	if err != nil {
+		return err
 	}
 	ms, err := devmodels.Ensure(filepath.Join(state, "dev-files"))
 	if err != nil {
@@ -118,12 +115,9 @@ func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "studio", Output: stderr})
-	cat := devstudio.DefaultCatalog()
-	if *catalog != "" {
-		var err error
-		if cat, err = devstudio.LoadCatalog(*catalog); err != nil {
-			return err
-		}
+	cat, err := loadCatalog(*catalog)
+	if err != nil {
+		return err
 	}
 	cfg := devstudio.Config{Addr: *listen, AutoApprove: *autoApprove, Catalog: cat, MaxAttempts: *maxAttempts, Logger: log}
 	var ms []devmodels.Model
@@ -147,4 +141,14 @@ func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("dev studio running", "url", srv.URL(), "auto_approve", *autoApprove, "models", cat.IDs())
 	<-ctx.Done()
 	return srv.Close()
+}
+
+// loadCatalog returns the dev studio's catalog: the file at path (which
+// adds to the built-in synthetic models), or the built-in one when path is
+// "".
+func loadCatalog(path string) (*devstudio.Catalog, error) {
+	if path == "" {
+		return devstudio.DefaultCatalog(), nil
+	}
+	return devstudio.LoadCatalog(path)
 }

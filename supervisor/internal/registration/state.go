@@ -71,9 +71,6 @@ type Credentials struct {
 	AuthToken secret.Value
 }
 
-// Valid reports whether both parts are present.
-func (c Credentials) Valid() bool { return c.WorkerID != "" && !c.AuthToken.IsZero() }
-
 // state is the on-disk document. Secrets are plain strings here and only
 // here: this is the one place they are written, to an owner-only file.
 type state struct {
