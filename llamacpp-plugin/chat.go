@@ -158,20 +158,20 @@ func findStop(out []byte, prev int, stops []string) int {
 // chatCompletion renders the spec §7.2 result.
 func chatCompletion(model string, out []byte, res genResult, promptTokens int, elapsedMs int64) ([]byte, error) {
 	content, reasoning, found := splitThink(string(out))
-	msg := message{Role: "assistant", Content: content}
+	msg := plugins.ChatMessage{Role: "assistant", Content: content}
 	if found {
 		msg.ReasoningContent = &reasoning
 	}
 	body, err := json.Marshal(completion{
 		Object:  "chat.completion",
 		Model:   model,
-		Choices: []choice{{Index: 0, Message: msg, FinishReason: res.finish}},
-		Usage: usage{
+		Choices: []plugins.ChatChoice{{Index: 0, Message: msg, FinishReason: res.finish}},
+		Usage: plugins.ChatUsage{
 			PromptTokens:     promptTokens,
 			CompletionTokens: res.tokens,
 			TotalTokens:      promptTokens + res.tokens,
 		},
-		ElapsedMs: elapsedMs,
+		ElapsedMs: &elapsedMs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode result: %w", err)
@@ -179,31 +179,8 @@ func chatCompletion(model string, out []byte, res genResult, promptTokens int, e
 	return body, nil
 }
 
-type completion struct {
-	Object    string   `json:"object"`
-	Model     string   `json:"model"`
-	Choices   []choice `json:"choices"`
-	Usage     usage    `json:"usage"`
-	ElapsedMs int64    `json:"elapsed_ms"`
-}
-
-type choice struct {
-	Index        int     `json:"index"`
-	Message      message `json:"message"`
-	FinishReason string  `json:"finish_reason"`
-}
-
-type message struct {
-	Role             string  `json:"role"`
-	Content          string  `json:"content"`
-	ReasoningContent *string `json:"reasoning_content,omitempty"`
-}
-
-type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
-}
+// completion is the result this engine sends, with elapsed_ms always set.
+type completion = plugins.ChatCompletion
 
 // splitThink splits a leading reasoning block from text. It recognises
 // "<think>…</think>" at the start (after whitespace), an unclosed

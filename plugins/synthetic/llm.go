@@ -8,32 +8,6 @@ import (
 	"github.com/stokerhq/stoker/plugins"
 )
 
-// completion is the OpenAI chat.completion shape of spec §7.2, less
-// elapsed_ms, which synthetic output leaves out.
-type completion struct {
-	Object  string   `json:"object"`
-	Model   string   `json:"model"`
-	Choices []choice `json:"choices"`
-	Usage   usage    `json:"usage"`
-}
-
-type choice struct {
-	Index        int     `json:"index"`
-	Message      message `json:"message"`
-	FinishReason string  `json:"finish_reason"`
-}
-
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
-}
-
 // runLLM "generates" an answer of 8 to 32 words chosen by the last
 // message (and the seed, if any), one word per token, and sends it as a
 // chat.completion. Temperature, TopP, JSONSchema and Reasoning are ignored.
@@ -87,14 +61,15 @@ func runLLM(j *job, model string, t *plugins.LLMTask) error {
 	for _, m := range t.Messages {
 		prompt += len(strings.Fields(m.Content))
 	}
-	res, err := json.Marshal(completion{
+	// No elapsed_ms: synthetic output leaves it out (spec §7.2).
+	res, err := json.Marshal(plugins.ChatCompletion{
 		Object: "chat.completion",
 		Model:  model,
-		Choices: []choice{{
-			Message:      message{Role: "assistant", Content: content},
+		Choices: []plugins.ChatChoice{{
+			Message:      plugins.ChatMessage{Role: "assistant", Content: content},
 			FinishReason: finish,
 		}},
-		Usage: usage{PromptTokens: prompt, CompletionTokens: tokens, TotalTokens: prompt + tokens},
+		Usage: plugins.ChatUsage{PromptTokens: prompt, CompletionTokens: tokens, TotalTokens: prompt + tokens},
 	})
 	if err != nil {
 		return err
