@@ -17,6 +17,7 @@ type File struct {
 // Write encodes f as a GGUF version 3 file to w. The data alignment is
 // DefaultAlignment unless f carries general.alignment (uint32). Tensor data
 // lengths must match their dimensions and type. Write does not close w.
+// Tensors with a Stream are produced in file order, one at a time.
 func (f *File) Write(w io.Writer) error {
 	align := uint64(DefaultAlignment)
 	for _, kv := range f.KV {
@@ -41,15 +42,17 @@ func (f *File) Write(w io.Writer) error {
 		}
 	}
 	var off uint64
+	sizes := make([]uint64, len(f.Tensors))
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
-		size, err := t.Type.elemSize()
+		size, err := t.DataSize()
 		if err != nil {
 			return err
 		}
-		if want := t.Elements() * uint64(size); uint64(len(t.Data)) != want {
-			return fmt.Errorf("gguf: tensor %q has %d bytes of data, want %d", t.Name, len(t.Data), want)
+		if (t.Data != nil || t.Stream == nil) && uint64(len(t.Data)) != size {
+			return fmt.Errorf("gguf: tensor %q has %d bytes of data, want %d", t.Name, len(t.Data), size)
 		}
+		sizes[i] = size
 		e.str(t.Name)
 		e.u32(uint32(len(t.Dims)))
 		for _, d := range t.Dims {
@@ -57,11 +60,22 @@ func (f *File) Write(w io.Writer) error {
 		}
 		e.u32(uint32(t.Type))
 		e.u64(off)
-		off = alignUp(off+uint64(len(t.Data)), align)
+		off = alignUp(off+size, align)
 	}
 	e.pad(align)
 	for i := range f.Tensors {
-		e.raw(f.Tensors[i].Data)
+		t := &f.Tensors[i]
+		if t.Data == nil && t.Stream != nil {
+			start := e.n
+			if err := t.Stream(e); err != nil {
+				return fmt.Errorf("gguf: tensor %q: %w", t.Name, err)
+			}
+			if got := e.n - start; e.err == nil && got != sizes[i] {
+				return fmt.Errorf("gguf: tensor %q streamed %d bytes of data, want %d", t.Name, got, sizes[i])
+			}
+		} else {
+			e.raw(t.Data)
+		}
 		e.pad(align)
 	}
 	if e.err != nil {
@@ -91,6 +105,15 @@ func (e *encoder) raw(p []byte) {
 	var n int
 	n, e.err = e.w.Write(p)
 	e.n += uint64(n)
+}
+
+// Write makes the encoder the io.Writer of a tensor's Stream.
+func (e *encoder) Write(p []byte) (int, error) {
+	e.raw(p)
+	if e.err != nil {
+		return 0, e.err
+	}
+	return len(p), nil
 }
 
 func (e *encoder) u8(v uint8) { e.raw([]byte{v}) }
