@@ -9,11 +9,14 @@
 #       include/ lib/ lib/pkgconfig/{llama,ggml}.pc bin/llama-simple
 #     whisper.cpp-<version>/       libwhisper built against the ggml above
 #                                  (scripts/engines/whisper.sh, when present)
+#     stable-diffusion.cpp-<commit>/ libstable-diffusion with the same ggml
+#                                  sources compiled in, and sd-cli
+#                                  (scripts/engines/sdcpp.sh, when present)
 #     current/<engine>             one line: the prefix in use, or "system" when
 #                                  pkg-config found a system/farm build instead
 #
 # Engines run in order: llama first, because whisper builds against the ggml
-# the llama prefix holds. Each engine script is run with STOKER_ENGINES_DIR,
+# the llama prefix holds (and stable-diffusion.cpp on its sources). Each engine script is run with STOKER_ENGINES_DIR,
 # STOKER_BUILD_JOBS and STOKER_GGML_PREFIX (the prefix whose lib/pkgconfig has
 # ggml.pc; empty when llama.cpp is a system build, in which case
 # `pkg-config ggml` or the system's ggml applies) in its environment, and
@@ -41,4 +44,8 @@ export STOKER_GGML_PREFIX STOKER_BUILD_JOBS
 
 if [ -f "$here/engines/whisper.sh" ]; then
 	bash "$here/engines/whisper.sh"
+fi
+
+if [ -f "$here/engines/sdcpp.sh" ]; then
+	bash "$here/engines/sdcpp.sh"
 fi

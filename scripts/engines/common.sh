@@ -51,6 +51,23 @@ engines_npm_fetch() {
 	tar -xzf "$dir/$tgz" -C "$dir" || engines_die "unpack $tgz failed"
 }
 
+# engines_llama_source DIR clones llama.cpp $LLAMA_VERSION (with the ggml it
+# ships) into DIR from node-llama-cpp@$LLAMA_NPM_VERSION's git bundle, checking
+# the tag the package names. Used by llama.sh, and by sdcpp.sh for the ggml
+# sources stable-diffusion.cpp builds on.
+engines_llama_source() {
+	local dir=$1 npm="$1.npm" bundle tag
+	rm -rf "$dir" "$npm"
+	engines_log "fetching node-llama-cpp@$LLAMA_NPM_VERSION (llama.cpp $LLAMA_VERSION source)"
+	engines_npm_fetch "node-llama-cpp@$LLAMA_NPM_VERSION" "$npm"
+	bundle="$npm/package/llama/gitRelease.bundle"
+	[ -f "$bundle" ] || engines_die "node-llama-cpp@$LLAMA_NPM_VERSION has no llama/gitRelease.bundle"
+	tag=$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$npm/package/llama/llama.cpp.info.json")
+	[ "$tag" = "$LLAMA_VERSION" ] || engines_die "bundle is llama.cpp $tag, expected $LLAMA_VERSION"
+	git clone -q "$bundle" "$dir" 2>/dev/null || engines_die "git clone from bundle failed"
+	rm -rf "$npm"
+}
+
 # engines_register NAME PREFIX records where engine NAME is installed
 # ("system" when pkg-config finds a system build). env.sh reads these
 # pointers to build PKG_CONFIG_PATH and the cgo flags.

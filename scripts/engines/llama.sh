@@ -37,15 +37,7 @@ work="$STOKER_ENGINES_DIR/.build/llama.cpp-$LLAMA_VERSION"
 mkdir -p "$work"
 
 if [ ! -f "$work/src/.stoker-cloned" ]; then
-	rm -rf "$work/npm" "$work/src"
-	engines_log "llama: fetching node-llama-cpp@$LLAMA_NPM_VERSION"
-	engines_npm_fetch "node-llama-cpp@$LLAMA_NPM_VERSION" "$work/npm"
-	bundle="$work/npm/package/llama/gitRelease.bundle"
-	[ -f "$bundle" ] || engines_die "node-llama-cpp@$LLAMA_NPM_VERSION has no llama/gitRelease.bundle"
-	tag=$(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' "$work/npm/package/llama/llama.cpp.info.json")
-	[ "$tag" = "$LLAMA_VERSION" ] || engines_die "bundle is llama.cpp $tag, expected $LLAMA_VERSION"
-	git clone -q "$bundle" "$work/src" 2>/dev/null || engines_die "git clone from bundle failed"
-	rm -rf "$work/npm"
+	engines_llama_source "$work/src"
 	touch "$work/src/.stoker-cloned"
 fi
 tag=$LLAMA_VERSION
