@@ -64,8 +64,8 @@ func BenchmarkJobLatency(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if e.loads.Load() != 1 {
-			b.Fatalf("%d loads, want 1", e.loads.Load())
+		if e.models.Loads() != 1 {
+			b.Fatalf("%d loads, want 1", e.models.Loads())
 		}
 	})
 }

@@ -1,22 +1,20 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stokerhq/stoker/llamacpp-plugin/gbnf"
 	"github.com/stokerhq/stoker/llamacpp-plugin/gguf"
 	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/plugins/residency"
 )
 
 // Identity of the plugin, as Describe reports it.
@@ -50,35 +48,23 @@ const (
 // engine is the llama.cpp engine: it implements plugins.Engine and
 // plugins.ModelManager. Models stay loaded between jobs in a residency set
 // keyed by model id and file path, evicted least-recently-used to stay under
-// memoryBudget. Jobs on one model are serialised (a llama.cpp context is not
-// safe for concurrent use); jobs on different models may run concurrently.
+// defaultMemoryBudget. Jobs on one model are serialised (a llama.cpp context
+// is not safe for concurrent use); jobs on different models may run
+// concurrently.
 type engine struct {
-	log          hclog.Logger
-	memoryBudget uint64 // (default defaultMemoryBudget)
-	threads      int    // CPU threads for decoding (default defaultThreads())
+	log     hclog.Logger
+	threads int // CPU threads for decoding (default defaultThreads())
 	// progressEvery is the least time between two progress events while
 	// generating (default progressInterval; 0: every token).
 	progressEvery time.Duration
 	now           func() time.Time
 
-	loads atomic.Uint64 // model loads, for tests and logs
-
-	mu       sync.Mutex        // guards resident
-	resident map[string]*entry // by residency key
+	models *residency.Set[*entry] // the resident models
 }
 
-// entry is one resident model. refs counts jobs using it; an evicted entry
-// is freed when its last job releases it.
+// entry is one resident model.
 type entry struct {
-	key, model, path string
-	m                *llamaModel
-	bytes            uint64
-
-	// guarded by engine.mu
-	refs     int
-	evicted  bool
-	lastUsed time.Time
-
+	m   *llamaModel
 	run sync.Mutex // serialises jobs on m
 }
 
@@ -94,14 +80,18 @@ func newEngine(log hclog.Logger) *engine {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &engine{
+	e := &engine{
 		log:           log,
-		memoryBudget:  defaultMemoryBudget,
 		threads:       defaultThreads(),
 		progressEvery: progressInterval,
 		now:           time.Now,
-		resident:      map[string]*entry{},
 	}
+	e.models = residency.New(func(ent *entry) { ent.m.free() }, residency.Options{
+		Budget: defaultMemoryBudget,
+		Now:    func() time.Time { return e.now() },
+		Logger: log,
+	})
+	return e
 }
 
 var (
@@ -161,11 +151,12 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 		return plugins.Errorf(plugins.ErrBadInput, "no model file with role \"model\"")
 	}
 
-	ent, err := e.acquire(ctx, req.Model, path, ev)
+	h, err := e.acquire(ctx, req.Model, path, ev)
 	if err != nil {
 		return err
 	}
-	defer e.release(ent)
+	defer h.Release()
+	ent := h.Value()
 	ent.run.Lock()
 	defer ent.run.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -174,155 +165,58 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	return e.chat(ctx, req, ent, grammar, ev)
 }
 
-// residencyKey keys resident models by studio id and file path: the same id
-// with a new file (a re-published model) is a different model.
-func residencyKey(model, path string) string { return model + "\x00" + path }
-
-// acquire returns the resident entry for model/path, loading it when absent,
-// with a reference taken; the caller must release it.
-func (e *engine) acquire(ctx context.Context, model, path string, ev plugins.Events) (*entry, error) {
-	key := residencyKey(model, path)
-	e.mu.Lock()
-	if ent, ok := e.resident[key]; ok {
-		ent.refs++
-		ent.lastUsed = e.now()
-		e.mu.Unlock()
-		return ent, nil
+// acquire returns the resident model for model/path, loading it when
+// absent; the caller must release the handle. Resident models are keyed by
+// studio id and file path: the same id with a new file (a re-published
+// model) is a different model.
+func (e *engine) acquire(ctx context.Context, model, path string, ev plugins.Events) (*residency.Handle[*entry], error) {
+	// The set loads outside its lock: a load takes seconds on real models,
+	// and Describe/Resident must answer meanwhile.
+	h, err := e.models.Acquire(ctx, residency.Key{Model: model, Identity: path}, func(ctx context.Context) (*entry, uint64, error) {
+		if err := checkModelFile(path); err != nil {
+			return nil, 0, err
+		}
+		_ = ev.Log("info", fmt.Sprintf("loading model %s from %s", model, path))
+		start := e.now()
+		m, err := loadModel(ctx, path, e.log)
+		if err != nil {
+			return nil, 0, err
+		}
+		bytes := m.sizeBytes(defaultContextSize)
+		e.log.Info("model loaded", "model", model, "path", path, "bytes", bytes, "elapsed", e.now().Sub(start))
+		return &entry{m: m}, bytes, nil
+	})
+	if err == nil {
+		return h, nil
 	}
-	e.mu.Unlock()
-
-	// Load outside the lock: a load takes seconds on real models, and
-	// Describe/Resident must answer meanwhile. The supervisor runs one job
-	// per plugin, so two loads of one model racing is rare; the loser frees
-	// its copy below.
-	if err := checkModelFile(path); err != nil {
+	// The load's own errors are typed; the set's are a wait for another
+	// job's load of this model cut short, or a closed engine.
+	var je *plugins.JobError
+	if errors.As(err, &je) {
 		return nil, err
 	}
-	_ = ev.Log("info", fmt.Sprintf("loading model %s from %s", model, path))
-	start := e.now()
-	m, err := loadModel(ctx, path, e.log)
-	if err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return nil, errCancelled(err)
 	}
-	e.loads.Add(1)
-	ent := &entry{key: key, model: model, path: path, m: m, bytes: m.sizeBytes(defaultContextSize), refs: 1, lastUsed: e.now()}
-	e.log.Info("model loaded", "model", model, "path", path, "bytes", ent.bytes, "elapsed", e.now().Sub(start))
-
-	e.mu.Lock()
-	if old, ok := e.resident[key]; ok {
-		old.refs++
-		old.lastUsed = e.now()
-		e.mu.Unlock()
-		m.free()
-		return old, nil
-	}
-	e.resident[key] = ent
-	victims := e.evictLocked(key)
-	e.mu.Unlock()
-	for _, v := range victims {
-		e.log.Info("model evicted", "model", v.model, "bytes", v.bytes)
-		v.m.free()
-	}
-	return ent, nil
-}
-
-// evictLocked removes least-recently-used idle models (never keep) until
-// the resident set fits the budget, and returns those that can be freed now.
-// Models in use are skipped; they stay until their jobs end.
-func (e *engine) evictLocked(keep string) []*entry {
-	var freed []*entry
-	for {
-		var total uint64
-		var lru *entry
-		for k, ent := range e.resident {
-			total += ent.bytes
-			if k == keep || ent.refs > 0 {
-				continue
-			}
-			if lru == nil || ent.lastUsed.Before(lru.lastUsed) {
-				lru = ent
-			}
-		}
-		if total <= e.memoryBudget || lru == nil {
-			return freed
-		}
-		delete(e.resident, lru.key)
-		lru.evicted = true
-		freed = append(freed, lru)
-	}
-}
-
-// release drops a job's reference; an entry evicted meanwhile is freed by
-// its last user.
-func (e *engine) release(ent *entry) {
-	e.mu.Lock()
-	ent.refs--
-	ent.lastUsed = e.now()
-	free := ent.evicted && ent.refs == 0
-	e.mu.Unlock()
-	if free {
-		ent.m.free()
-	}
+	return nil, plugins.Errorf(plugins.ErrEngine, "loading model %s: %w", model, err)
 }
 
 // Resident lists the models held now, most recently used first.
 func (e *engine) Resident(ctx context.Context) ([]plugins.ResidentModel, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]plugins.ResidentModel, 0, len(e.resident))
-	for _, ent := range e.resident {
-		out = append(out, plugins.ResidentModel{Model: ent.model, Bytes: ent.bytes, LastUsedUnixMs: ent.lastUsed.UnixMilli()})
-	}
-	// Most recently used first, then by id.
-	slices.SortFunc(out, func(a, b plugins.ResidentModel) int {
-		if c := cmp.Compare(b.LastUsedUnixMs, a.LastUsedUnixMs); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Model, b.Model)
-	})
-	return out, nil
+	return e.models.Resident(), nil
 }
 
 // Unload frees every resident copy of model (any file path). A model in use
 // is freed when its job ends. Unloading a model that is not resident is not
 // an error.
 func (e *engine) Unload(ctx context.Context, model string) error {
-	var now []*entry
-	e.mu.Lock()
-	for k, ent := range e.resident {
-		if ent.model != model {
-			continue
-		}
-		delete(e.resident, k)
-		ent.evicted = true
-		if ent.refs == 0 {
-			now = append(now, ent)
-		}
-	}
-	e.mu.Unlock()
-	for _, ent := range now {
-		ent.m.free()
-	}
+	e.models.Unload(model)
 	return nil
 }
 
 // Close frees every resident model; a model still in use is freed when its
-// job ends. It may be called more than once.
-func (e *engine) Close() {
-	var now []*entry
-	e.mu.Lock()
-	for _, ent := range e.resident {
-		ent.evicted = true
-		if ent.refs == 0 {
-			now = append(now, ent)
-		}
-	}
-	e.resident = map[string]*entry{}
-	e.mu.Unlock()
-	for _, ent := range now {
-		ent.m.free()
-	}
-}
+// job ends. It may be called more than once; jobs after it fail.
+func (e *engine) Close() { e.models.Close() }
 
 // checkModelFile gives clear errors for a missing, unreadable or non-GGUF
 // model file before llama.cpp sees it. A missing file is a local problem

@@ -182,7 +182,7 @@ func TestRunRejectsBeforeLoading(t *testing.T) {
 			}
 		})
 	}
-	if n := e.loads.Load(); n != 0 {
+	if n := e.models.Loads(); n != 0 {
 		t.Errorf("%d model loads for requests that should fail first, want 0", n)
 	}
 }

@@ -41,7 +41,7 @@ func TestOverGRPC(t *testing.T) {
 		plugintest.Case{Name: "chat", Req: *llmRequest("tiny-llama", path, "Hello there"), Check: checkCompletion},
 		plugintest.Case{Name: "chat again", Req: *llmRequest("tiny-llama", path, "Hello again"), Check: checkCompletion},
 	)
-	if n := e.loads.Load(); n != 1 {
+	if n := e.models.Loads(); n != 1 {
 		t.Errorf("%d loads for two jobs on one model, want 1", n)
 	}
 	mm, ok := host.(plugins.ModelManager)

@@ -187,7 +187,7 @@ func TestResidency(t *testing.T) {
 	e := testEngine(t)
 	first := runJob(t, e, llmRequest("tiny-llama", path, "one"))
 	second := runJob(t, e, llmRequest("tiny-llama", path, "one"))
-	if n := e.loads.Load(); n != 1 {
+	if n := e.models.Loads(); n != 1 {
 		t.Fatalf("%d loads after two jobs on one model, want 1", n)
 	}
 	if first.Choices[0].Message.Content != second.Choices[0].Message.Content {
@@ -202,7 +202,7 @@ func TestResidency(t *testing.T) {
 	other := filepath.Join(dir, "other.gguf")
 	copyFile(t, path, other)
 	runJob(t, e, llmRequest("tiny-llama-2", other, "two"))
-	if n := e.loads.Load(); n != 2 {
+	if n := e.models.Loads(); n != 2 {
 		t.Fatalf("%d loads, want 2", n)
 	}
 	if res, _ := e.Resident(context.Background()); len(res) != 2 || res[0].Model != "tiny-llama-2" {
@@ -219,12 +219,12 @@ func TestResidency(t *testing.T) {
 		t.Fatalf("resident after Unload %+v, want only tiny-llama-2", res)
 	}
 	runJob(t, e, llmRequest("tiny-llama", path, "three"))
-	if n := e.loads.Load(); n != 3 {
+	if n := e.models.Loads(); n != 3 {
 		t.Fatalf("%d loads after Unload and a job, want 3", n)
 	}
 
 	// A budget that holds one model evicts the least recently used.
-	e.memoryBudget = res[0].Bytes + 1
+	e.models.SetBudget(res[0].Bytes + 1)
 	runJob(t, e, llmRequest("tiny-llama-2", other, "four")) // resident: no load
 	runJob(t, e, llmRequest("tiny-llama", path, "five"))    // resident: no load
 	third := filepath.Join(dir, "third.gguf")
@@ -234,7 +234,7 @@ func TestResidency(t *testing.T) {
 	if len(res) != 1 || res[0].Model != "tiny-llama-3" {
 		t.Fatalf("resident under a one-model budget %+v, want only tiny-llama-3", res)
 	}
-	if n := e.loads.Load(); n != 4 {
+	if n := e.models.Loads(); n != 4 {
 		t.Fatalf("%d loads, want 4", n)
 	}
 }
@@ -607,7 +607,7 @@ func TestUnloadDuringJob(t *testing.T) {
 		t.Errorf("Resident right after Unload = %+v, want none", during)
 	}
 	runJob(t, e, llmRequest("tiny-llama", path, "again"))
-	if n := e.loads.Load(); n != 2 {
+	if n := e.models.Loads(); n != 2 {
 		t.Errorf("%d loads, want 2 (the unloaded model loads again)", n)
 	}
 }
