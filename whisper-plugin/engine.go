@@ -8,14 +8,13 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/plugins/residency"
 	"github.com/stokerhq/stoker/whisper-plugin/wav"
 )
 
@@ -47,34 +46,20 @@ type options struct {
 }
 
 // engine serves audio_stt jobs on whisper.cpp. Models stay resident across
-// jobs, keyed by the studio model id. It is safe for concurrent use; jobs on
-// one model run one at a time (whisper.cpp's context holds one decoding
-// state), jobs on different models run in parallel.
+// jobs in a residency set, one copy per studio model id. It is safe for
+// concurrent use; jobs on one model run one at a time (whisper.cpp's context
+// holds one decoding state), jobs on different models run in parallel.
 type engine struct {
 	log     hclog.Logger
 	threads int
-	maxRes  int
 
-	loadMu sync.Mutex // serialises model loads, so a model is loaded once
-
-	mu     sync.Mutex // guards models and the refs/gone fields of each
-	models map[string]*resident
-
-	loads atomic.Int64 // models loaded since start (tests assert residency)
+	models *residency.Set[*resident] // at most options.MaxResident
 }
 
 // resident is a loaded model.
 type resident struct {
-	id    string
-	path  string
 	m     *model
-	bytes uint64
-
-	jobMu    sync.Mutex   // held while a job runs on m
-	lastUsed atomic.Int64 // unix ms
-
-	refs int  // jobs holding the model; guarded by engine.mu
-	gone bool // unloaded: free when refs drops to 0; guarded by engine.mu
+	jobMu sync.Mutex // held while a job runs on m
 }
 
 func newEngine(log hclog.Logger, o options) *engine {
@@ -84,7 +69,15 @@ func newEngine(log hclog.Logger, o options) *engine {
 	if o.MaxResident <= 0 {
 		o.MaxResident = 2
 	}
-	return &engine{log: log, threads: o.Threads, maxRes: o.MaxResident, models: map[string]*resident{}}
+	return &engine{
+		log:     log,
+		threads: o.Threads,
+		models: residency.New(func(r *resident) { r.m.close() }, residency.Options{
+			MaxModels:       o.MaxResident,
+			OneCopyPerModel: true,
+			Logger:          log,
+		}),
+	}
 }
 
 // Describe reports the engine and whether whisper.cpp is built in. It loads
@@ -104,145 +97,42 @@ func (e *engine) Describe(ctx context.Context) (*plugins.Description, error) {
 	}, nil
 }
 
-// Resident lists the loaded models.
+// Resident lists the loaded models, most recently used first.
 func (e *engine) Resident(ctx context.Context) ([]plugins.ResidentModel, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]plugins.ResidentModel, 0, len(e.models))
-	for _, r := range e.models {
-		out = append(out, plugins.ResidentModel{Model: r.id, Bytes: r.bytes, LastUsedUnixMs: r.lastUsed.Load()})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Model < out[j].Model })
-	return out, nil
+	return e.models.Resident(), nil
 }
 
 // Unload frees model. A job running on it finishes first: the memory is
 // freed when it ends. Unloading a model that is not resident does nothing.
 func (e *engine) Unload(ctx context.Context, model string) error {
-	e.mu.Lock()
-	r := e.models[model]
-	if r != nil {
-		delete(e.models, model)
-	}
-	free := r != nil && e.dropLocked(r)
-	e.mu.Unlock()
-	if free {
-		r.m.close()
-	}
+	e.models.Unload(model)
 	return nil
 }
 
-// Close frees every model. The engine must not be used afterwards.
-func (e *engine) Close() {
-	e.mu.Lock()
-	var free []*resident
-	for id, r := range e.models {
-		delete(e.models, id)
-		if e.dropLocked(r) {
-			free = append(free, r)
-		}
-	}
-	e.mu.Unlock()
-	for _, r := range free {
-		r.m.close()
-	}
-}
-
-// dropLocked marks r unloaded and reports whether it is idle, in which case
-// the caller frees it.
-func (e *engine) dropLocked(r *resident) bool {
-	r.gone = true
-	return r.refs == 0
-}
-
-// release ends a job's hold on r and frees it if it was unloaded meanwhile.
-func (e *engine) release(r *resident) {
-	e.mu.Lock()
-	r.refs--
-	free := r.gone && r.refs == 0
-	e.mu.Unlock()
-	if free {
-		r.m.close()
-	}
-}
+// Close frees every model. The engine must not be used afterwards: its jobs
+// fail.
+func (e *engine) Close() { e.models.Close() }
 
 // acquire returns the resident model id at path, loading it if needed, with
-// a hold the caller gives back with release.
-func (e *engine) acquire(id, path string, ev plugins.Events) (*resident, error) {
-	if r := e.lookup(id, path); r != nil {
-		return r, nil
-	}
-	e.loadMu.Lock()
-	defer e.loadMu.Unlock()
-	if r := e.lookup(id, path); r != nil { // loaded while we waited
-		return r, nil
-	}
-	_ = ev.Log("info", fmt.Sprintf("loading whisper model %s", id))
-	start := time.Now()
-	m, err := loadModel(path, e.threads)
-	if err != nil {
-		return nil, err
-	}
-	e.loads.Add(1)
-	var size uint64
-	if st, err := os.Stat(path); err == nil {
-		size = uint64(st.Size())
-	}
-	r := &resident{id: id, path: path, m: m, bytes: size, refs: 1}
-	r.lastUsed.Store(time.Now().UnixMilli())
-	e.log.Info("model loaded", "model", id, "path", path, "elapsed", time.Since(start))
-	_ = ev.Log("info", fmt.Sprintf("loaded whisper model %s in %s", id, time.Since(start).Round(time.Millisecond)))
-
-	e.mu.Lock()
-	if old := e.models[id]; old != nil { // same id, new file: replace
-		delete(e.models, id)
-		if e.dropLocked(old) {
-			defer old.m.close()
+// a hold the caller gives back with Release. A job on a model being loaded
+// waits for that load. A new file for a resident id (a re-published model)
+// replaces the resident copy.
+func (e *engine) acquire(ctx context.Context, id, path string, ev plugins.Events) (*residency.Handle[*resident], error) {
+	return e.models.Acquire(ctx, residency.Key{Model: id, Identity: path}, func(context.Context) (*resident, uint64, error) {
+		_ = ev.Log("info", fmt.Sprintf("loading whisper model %s", id))
+		start := time.Now()
+		m, err := loadModel(path, e.threads)
+		if err != nil {
+			return nil, 0, err
 		}
-	}
-	e.models[id] = r
-	evicted := e.evictLocked()
-	e.mu.Unlock()
-	for _, v := range evicted {
-		e.log.Info("model evicted", "model", v.id)
-		v.m.close()
-	}
-	return r, nil
-}
-
-// lookup returns the resident model id if it was loaded from path, with a
-// hold; nil otherwise.
-func (e *engine) lookup(id, path string) *resident {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r := e.models[id]
-	if r == nil || r.path != path {
-		return nil
-	}
-	r.refs++
-	return r
-}
-
-// evictLocked unloads least recently used idle models beyond maxRes and
-// returns those the caller must free.
-func (e *engine) evictLocked() []*resident {
-	var idle []*resident
-	for _, r := range e.models {
-		if r.refs == 0 {
-			idle = append(idle, r)
+		var size uint64
+		if st, err := os.Stat(path); err == nil {
+			size = uint64(st.Size())
 		}
-	}
-	sort.Slice(idle, func(i, j int) bool { return idle[i].lastUsed.Load() < idle[j].lastUsed.Load() })
-	var free []*resident
-	for len(e.models) > e.maxRes && len(idle) > 0 {
-		r := idle[0]
-		idle = idle[1:]
-		delete(e.models, r.id)
-		if e.dropLocked(r) {
-			free = append(free, r)
-		}
-	}
-	return free
+		e.log.Info("model loaded", "model", id, "path", path, "elapsed", time.Since(start))
+		_ = ev.Log("info", fmt.Sprintf("loaded whisper model %s in %s", id, time.Since(start).Round(time.Millisecond)))
+		return &resident{m: m}, size, nil
+	})
 }
 
 // sttResult is the audio_stt result of spec §7.2, plus SegmentList.
@@ -320,11 +210,16 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	}
 	p.Language = lang
 
-	r, err := e.acquire(req.Model, modelPath, ev)
+	h, err := e.acquire(ctx, req.Model, modelPath, ev)
 	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			// Cancelled while another job loaded the model.
+			return plugins.Errorf(plugins.ErrCancelled, "whisper: %w", err)
+		}
 		return plugins.Errorf(plugins.ErrEngine, "whisper: loading model %s: %w", req.Model, err)
 	}
-	defer e.release(r)
+	defer h.Release()
+	r := h.Value()
 	if lang != "en" && lang != "auto" && !r.m.multilingual() {
 		return plugins.Errorf(plugins.ErrBadInput, "whisper: model %s is English-only and cannot transcribe %q", req.Model, lang)
 	}
@@ -337,7 +232,6 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 
 	r.jobMu.Lock()
 	defer r.jobMu.Unlock()
-	r.lastUsed.Store(time.Now().UnixMilli())
 	start := time.Now()
 	var tr *transcript
 	if len(pcm) == 0 { // the gate found no speech: nothing to decode
@@ -353,7 +247,6 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 			return plugins.Errorf(plugins.ErrEngine, "whisper: %w", err)
 		}
 	}
-	r.lastUsed.Store(time.Now().UnixMilli())
 	elapsed := time.Since(start)
 	e.log.Debug("transcribed", "model", req.Model, "audio_s", audio.Duration(), "elapsed", elapsed, "segments", len(tr.Segments))
 	_ = ev.Log("info", fmt.Sprintf("transcribed %.2f s of audio in %s", audio.Duration(), elapsed.Round(time.Millisecond)))

@@ -259,7 +259,7 @@ func TestBadRequests(t *testing.T) {
 			}
 		})
 	}
-	if n := e.loads.Load(); n != 0 {
+	if n := e.models.Loads(); n != 0 {
 		t.Errorf("bad requests loaded %d models, want 0", n)
 	}
 }

@@ -263,7 +263,7 @@ func TestResidency(t *testing.T) {
 	}
 	run()
 	run()
-	if got := e.loads.Load(); got != 1 {
+	if got := e.models.Loads(); got != 1 {
 		t.Errorf("loads after two jobs: got %d, want 1", got)
 	}
 	res, _ := e.Resident(ctx)
@@ -280,7 +280,7 @@ func TestResidency(t *testing.T) {
 		t.Errorf("resident after unload: got %+v, want none", res)
 	}
 	run()
-	if got := e.loads.Load(); got != 2 {
+	if got := e.models.Loads(); got != 2 {
 		t.Errorf("loads after unload and a job: got %d, want 2", got)
 	}
 }
@@ -302,7 +302,7 @@ func TestEviction(t *testing.T) {
 			t.Errorf("after a job on %s: resident %+v, want only %s", id, res, id)
 		}
 	}
-	if got := e.loads.Load(); got != 3 {
+	if got := e.models.Loads(); got != 3 {
 		t.Errorf("loads: got %d, want 3", got)
 	}
 }
@@ -351,7 +351,7 @@ func TestBadAudioThenServe(t *testing.T) {
 	if ev.decode(t).Segments < 1 {
 		t.Error("good job after bad ones gave no segments")
 	}
-	if got := e.loads.Load(); got != 1 {
+	if got := e.models.Loads(); got != 1 {
 		t.Errorf("loads: got %d, want 1 (bad input must not unload the model)", got)
 	}
 }

@@ -34,7 +34,7 @@ func TestConformanceWhisper(t *testing.T) {
 		plugintest.Case{Name: "transcribe", Req: *sttRequest(f.model, f.clip, plugins.STTTask{}), Check: checkTranscript},
 		plugintest.Case{Name: "transcribe again", Req: *sttRequest(f.model, f.clip, plugins.STTTask{Timestamps: "segment"}), Check: checkTranscript},
 	)
-	if got := e.loads.Load(); got != 1 {
+	if got := e.models.Loads(); got != 1 {
 		t.Errorf("loads: got %d, want 1", got)
 	}
 	long := writeWAV(t, f.dir, "long.wav", wav.Format{Encoding: wav.PCM, Channels: 1, SampleRate: 16000, BitsPerSample: 16}, speechish(95, 16000, 3))
