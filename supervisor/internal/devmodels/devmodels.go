@@ -1,8 +1,9 @@
 // Package devmodels makes the small real models that `stoker agent -dev`
 // puts in the dev studio's catalog (tiny-llama for llama.cpp, tiny-whisper
-// for whisper.cpp), so a fresh machine serves real engine jobs with nothing
-// downloaded. The models are random-weight and tiny: their output is noise,
-// but every byte goes through the real engines.
+// for whisper.cpp, tiny-sd for stable-diffusion.cpp), so a fresh machine
+// serves real engine jobs with nothing downloaded. The models are
+// random-weight and small: their output is noise, but every byte goes
+// through the real engines.
 package devmodels
 
 import (
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 
 	"github.com/stokerhq/stoker/llamacpp-plugin/gguf"
+	"github.com/stokerhq/stoker/sdcpp-plugin/sdmodel"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 	"github.com/stokerhq/stoker/whisper-plugin/ggmlmodel"
@@ -27,23 +29,44 @@ type Model struct {
 	Path     string
 	SHA256   string
 	Size     int64
-	// ContextSize is set for LLMs.
-	ContextSize uint32
+	// CliDefaults are the model's catalog defaults.
+	CliDefaults protocol.ModelCliDefaults
 }
 
 // models lists what Ensure makes.
 var models = []struct {
 	id, engine, filename string
-	contextSize          uint32
 	write                func(io.Writer) error
+	// sha256, when set, is the digest the generator is pinned to (its
+	// package's tests keep it true): Ensure compares the file with it and
+	// runs the generator only to replace the file. Unpinned models are
+	// generated into a hash on every Ensure, which is cheap for small ones
+	// and would double the start-up time of tiny-sd (about 190 MB).
+	sha256   string
+	defaults func() protocol.ModelCliDefaults
 }{
-	{"tiny-llama", protocol.EngineLlamaCpp, "tiny-llama.gguf", 512, gguf.WriteTinyLlama},
-	{"tiny-whisper", "whisper-cpp", "tiny-whisper.bin", 0, ggmlmodel.WriteTinyWhisper},
+	// The image fields of the models that make no images are placeholders
+	// (the catalog requires them).
+	{id: "tiny-llama", engine: protocol.EngineLlamaCpp, filename: "tiny-llama.gguf", write: gguf.WriteTinyLlama, defaults: func() protocol.ModelCliDefaults {
+		cs := uint32(512)
+		return protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 1, Height: 1, ContextSize: &cs}
+	}},
+	{id: "tiny-whisper", engine: "whisper-cpp", filename: "tiny-whisper.bin", write: ggmlmodel.WriteTinyWhisper, defaults: func() protocol.ModelCliDefaults {
+		return protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 1, Height: 1}
+	}},
+	{id: "tiny-sd", engine: protocol.EngineSdCpp, filename: sdmodel.TinySDFilename, write: sdmodel.WriteTinySD, sha256: sdmodel.TinySDSHA256, defaults: func() protocol.ModelCliDefaults {
+		d := sdmodel.TinySDDefaults()
+		return protocol.ModelCliDefaults{
+			CfgScale: d.CfgScale, Steps: uint32(d.Steps), Width: uint32(d.Width), Height: uint32(d.Height),
+			SamplingMethod: d.SamplingMethod,
+		}
+	}},
 }
 
 // Ensure makes every dev model in dir, rewriting a file whose content is
 // not what this build's generator makes (a model left by an older build),
-// and returns them with their checksums.
+// and returns them with their checksums. A model with a pinned digest costs
+// one read of its file when the file is current.
 func Ensure(dir string) ([]Model, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("devmodels: %w", err)
@@ -51,11 +74,14 @@ func Ensure(dir string) ([]Model, error) {
 	var out []Model
 	for _, m := range models {
 		path := filepath.Join(dir, m.filename)
-		h := sha256.New()
-		if err := m.write(h); err != nil {
-			return nil, fmt.Errorf("devmodels: %s: %w", m.id, err)
+		want := m.sha256
+		if want == "" {
+			h := sha256.New()
+			if err := m.write(h); err != nil {
+				return nil, fmt.Errorf("devmodels: %s: %w", m.id, err)
+			}
+			want = hex.EncodeToString(h.Sum(nil))
 		}
-		want := hex.EncodeToString(h.Sum(nil))
 		sum, size, err := hashFile(path)
 		if err != nil || sum != want {
 			if err := writeAtomic(path, m.write); err != nil {
@@ -64,8 +90,11 @@ func Ensure(dir string) ([]Model, error) {
 			if sum, size, err = hashFile(path); err != nil {
 				return nil, fmt.Errorf("devmodels: %s: %w", m.id, err)
 			}
+			if m.sha256 != "" && sum != m.sha256 {
+				return nil, fmt.Errorf("devmodels: %s: generator wrote sha256 %s, want its pinned %s", m.id, sum, m.sha256)
+			}
 		}
-		out = append(out, Model{ID: m.id, Engine: m.engine, Filename: m.filename, Path: path, SHA256: sum, Size: size, ContextSize: m.contextSize})
+		out = append(out, Model{ID: m.id, Engine: m.engine, Filename: m.filename, Path: path, SHA256: sum, Size: size, CliDefaults: m.defaults()})
 	}
 	return out, nil
 }
@@ -76,18 +105,14 @@ func Ensure(dir string) ([]Model, error) {
 func AddToCatalog(s *devstudio.Server, cat *devstudio.Catalog, ms []Model) error {
 	for _, m := range ms {
 		size := uint64(m.Size)
-		d := &protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 1, Height: 1}
-		if m.ContextSize > 0 {
-			cs := m.ContextSize
-			d.ContextSize = &cs
-		}
+		d := m.CliDefaults
 		err := cat.Add(m.ID, devstudio.CatalogEntry{Source: protocol.ModelSource{
 			Engine: m.Engine,
 			Files: []protocol.ModelFile{{
 				Role: protocol.RoleModel, URL: s.DevFileURL(m.Filename), Filename: m.Filename,
 				ApproxBytes: &size, Sha256: m.SHA256,
 			}},
-			CliDefaults: d,
+			CliDefaults: &d,
 		}, VramGbEstimate: 0.1})
 		if err != nil {
 			return err
