@@ -44,10 +44,12 @@ type Defaults struct {
 	SamplingMethod string // an sd.cpp --sampling-method name
 }
 
-// TinySDDefaults returns the recommended parameters: the smallest image
-// sd.cpp makes (64×64: one 8×8 latent), 2 Euler steps, and a CFG scale of
-// 1, at which sd.cpp skips the unconditional pass and runs the UNet once
-// per step. A random model gains nothing from more steps or guidance.
+// TinySDDefaults returns the recommended parameters: a 64×64 image (an 8×8
+// latent), 2 Euler steps, and a CFG scale of 1, at which sd.cpp skips the
+// unconditional pass and runs the UNet once per step. A random model gains
+// nothing from more steps or guidance. With them sd-cli makes an image in
+// about 1 s with 240 MB peak memory on 2 cores, most of it the text
+// encoder and the decoder.
 func TinySDDefaults() Defaults {
 	return Defaults{Width: 64, Height: 64, Steps: 2, CfgScale: 1, SamplingMethod: "euler"}
 }
@@ -56,7 +58,9 @@ func TinySDDefaults() Defaults {
 const seed = 0x5D_7E57_0001
 
 // TinySD returns the model as a GGUF file whose tensors produce their data
-// while the file is written (about 170 MB; it is never held in memory).
+// while the file is written (194 MB, never held in memory whole: 140M
+// parameters, Q8_0 matrices, F16 convolutions and token embedding, F32
+// vectors).
 func TinySD() *gguf.File {
 	var l layout
 	l.clip("cond_stage_model.transformer.text_model.")
