@@ -3,20 +3,22 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
 // stTensor is one f32 tensor of a test .safetensors file, shape in torch
-// order; its values are zero.
+// order; Data (nil: zeros) holds its values.
 type stTensor struct {
 	Name  string
 	Shape []int
+	Data  []float32
 }
 
-// writeSafetensors writes a .safetensors file of zero-valued f32 tensors
-// into dir and returns its path.
+// writeSafetensors writes a .safetensors file of f32 tensors into dir and
+// returns its path.
 func writeSafetensors(t testing.TB, dir, name string, tensors []stTensor) string {
 	t.Helper()
 	header := map[string]any{"__metadata__": map[string]string{"format": "pt"}}
@@ -37,7 +39,20 @@ func writeSafetensors(t testing.TB, dir, name string, tensors []stTensor) string
 		h = append(h, ' ')
 	}
 	b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
-	b = append(append(b, h...), make([]byte, off)...)
+	b = append(b, h...)
+	for _, ts := range tensors {
+		n := 1
+		for _, d := range ts.Shape {
+			n *= d
+		}
+		for i := range n {
+			var v float32
+			if i < len(ts.Data) {
+				v = ts.Data[i]
+			}
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+		}
+	}
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)

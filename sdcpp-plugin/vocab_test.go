@@ -10,9 +10,9 @@ import (
 
 func TestCheckVocabularies(t *testing.T) {
 	dir := t.TempDir()
-	unet := writeSafetensors(t, dir, "unet.safetensors", []stTensor{{"model.diffusion_model.input_blocks.0.0.weight", []int{4, 4, 3, 3}}})
-	diffusers := writeSafetensors(t, dir, "diffusers.safetensors", []stTensor{{"down_blocks.0.resnets.0.conv1.weight", []int{4, 4, 3, 3}}})
-	dit := writeSafetensors(t, dir, "flux.safetensors", []stTensor{{"double_blocks.0.img_attn.qkv.weight", []int{12, 4}}})
+	unet := writeSafetensors(t, dir, "unet.safetensors", []stTensor{{Name: "model.diffusion_model.input_blocks.0.0.weight", Shape: []int{4, 4, 3, 3}}})
+	diffusers := writeSafetensors(t, dir, "diffusers.safetensors", []stTensor{{Name: "down_blocks.0.resnets.0.conv1.weight", Shape: []int{4, 4, 3, 3}}})
+	dit := writeSafetensors(t, dir, "flux.safetensors", []stTensor{{Name: "double_blocks.0.img_attn.qkv.weight", Shape: []int{12, 4}}})
 	ckpt := filepath.Join(dir, "model.ckpt")
 	if err := os.WriteFile(ckpt, []byte("PK\x03\x04 a pickle"), 0o644); err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestCheckVocabularies(t *testing.T) {
 
 func TestTensorNames(t *testing.T) {
 	dir := t.TempDir()
-	p := writeSafetensors(t, dir, "a.safetensors", []stTensor{{"x.weight", []int{2, 2}}, {"y.bias", []int{2}}})
+	p := writeSafetensors(t, dir, "a.safetensors", []stTensor{{Name: "x.weight", Shape: []int{2, 2}}, {Name: "y.bias", Shape: []int{2}}})
 	names, err := tensorNames(p)
 	if err != nil || len(names) != 2 {
 		t.Fatalf("names = %v, %v", names, err)
