@@ -100,7 +100,20 @@ type engine struct {
 // timings are where one job's time went, for the log and the benchmarks.
 type timings struct {
 	Load, Sample, Decode, Encode time.Duration
-	Loaded                       bool // the job loaded its model
+	// EngineSampling is the sampling alone, as the engine measures and
+	// logs it (Sample adds the text encoding before it).
+	EngineSampling time.Duration
+	Loaded         bool // the job loaded its model
+}
+
+// String is the job's timing line in its log.
+func (tm timings) String() string {
+	load := "resident"
+	if tm.Loaded {
+		load = "loaded in " + tm.Load.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("model %s, encode+sample %s (sampling %.2fs), decode %s, image encode %s", load,
+		tm.Sample.Round(time.Millisecond), tm.EngineSampling.Seconds(), tm.Decode.Round(time.Millisecond), tm.Encode.Round(10*time.Microsecond))
 }
 
 // newEngine returns an engine with options o (zero fields: defaults).
@@ -192,13 +205,12 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	}
 
 	obs := newObserver(e.log, ev)
-	start = time.Now()
 	img, err := h.Value().generate(ctx, j, imgs, obs)
 	if err != nil {
 		return err
 	}
 	tm.Sample, tm.Decode = obs.split(time.Now())
-	_ = start
+	tm.EngineSampling = obs.engineSampled()
 
 	start = time.Now()
 	var out []byte
@@ -215,7 +227,9 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	e.last = tm
 	e.mu.Unlock()
 	e.log.Info("image generated", "model", req.Model, "mode", j.Mode.String(), "size", fmt.Sprintf("%dx%d", img.Width, img.Height),
-		"steps", j.Steps, "seed", j.Seed, "loaded", tm.Loaded, "load", tm.Load, "sample", tm.Sample, "decode", tm.Decode, "encode", tm.Encode)
+		"steps", j.Steps, "seed", j.Seed, "loaded", tm.Loaded, "load", tm.Load, "sample", tm.Sample, "engine_sampling", tm.EngineSampling,
+		"decode", tm.Decode, "encode", tm.Encode)
+	_ = ev.Log("info", fmt.Sprintf("%s %dx%d, %d steps, seed %d: %s", j.Mode, img.Width, img.Height, j.Steps, j.Seed, tm))
 	if err := ev.Output(j.Ext, out); err != nil {
 		return errCancelled(err)
 	}

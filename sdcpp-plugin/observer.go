@@ -51,6 +51,9 @@ type observer struct {
 	decoded bool      // the decode finished
 	began   time.Time // the call began
 	decode  time.Time // the VAE decode began (zero: not yet)
+	// engineSampling is the sampling time the engine measured itself and
+	// logged ("sampling completed, taking 0.40s"), as sd-cli reports it.
+	engineSampling time.Duration
 }
 
 func newObserver(log hclog.Logger, ev plugins.Events) *observer {
@@ -92,6 +95,13 @@ func (o *observer) split(end time.Time) (sample, decode time.Duration) {
 		return end.Sub(o.began), 0
 	}
 	return o.decode.Sub(o.began), end.Sub(o.decode)
+}
+
+// engineSampled returns the sampling time the engine logged.
+func (o *observer) engineSampled() time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.engineSampling
 }
 
 // failure is the error of a failed engine call: what it was doing and the
@@ -142,6 +152,10 @@ func (o *observer) phaseFromLogLocked(text string) {
 		o.phase = phaseDecode
 		o.decode = time.Now()
 		o.progressLocked(0, 1, unitDecode)
+	case o.phase == phaseSample && strings.HasPrefix(text, "sampling completed, taking "):
+		if d, err := time.ParseDuration(strings.TrimPrefix(text, "sampling completed, taking ")); err == nil {
+			o.engineSampling += d
+		}
 	case o.phase == phaseDecode && !o.decoded && strings.HasPrefix(text, "decode_first_stage completed"):
 		o.decoded = true
 		o.progressLocked(1, 1, unitDecode)
