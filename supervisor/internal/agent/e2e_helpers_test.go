@@ -162,6 +162,12 @@ func runAgent(tb testing.TB, studioURL string, log hclog.InterceptLogger, env ..
 			tb.Fatal(err)
 		}
 	}
+	return runAgentWith(tb, studioURL, pluginDir, log, env...)
+}
+
+// runAgentWith is runAgent with the plugins in pluginDir.
+func runAgentWith(tb testing.TB, studioURL, pluginDir string, log hclog.InterceptLogger, env ...string) (*agent.Agent, string) {
+	tb.Helper()
 	state := tb.TempDir()
 	cfg, err := config.Load("", append([]string{
 		"STOKER_API_BASE_URL=" + studioURL,
