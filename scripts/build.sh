@@ -8,8 +8,9 @@
 #
 #   scripts/build.sh            engines + all binaries
 #   STOKER_NO_ENGINES=1 scripts/build.sh
-#                               skip llama.cpp/whisper.cpp: their plugins are
-#                               built without the engines and report not ready
+#                               skip llama.cpp/whisper.cpp/stable-diffusion.cpp:
+#                               their plugins are built without the engines
+#                               and report not ready
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -21,7 +22,7 @@ if [ -z "${STOKER_NO_ENGINES:-}" ]; then
 	bash scripts/install-engines.sh
 	# shellcheck source=engines/env.sh
 	. scripts/engines/env.sh
-	tags="llamacpp whispercpp"
+	tags="llamacpp whispercpp sdcpp"
 fi
 mkdir -p bin
 plugins=()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # dev.sh builds everything and runs `stoker agent -dev`: a dev studio on
 # 127.0.0.1:8700 (dashboard at http://127.0.0.1:8700/) and a worker with the
-# real engines and small generated models (tiny-llama, tiny-whisper), plus the
-# synthetic models. Extra arguments go to `stoker agent`.
+# real engines and small generated models (tiny-llama, tiny-whisper, tiny-sd),
+# plus the synthetic models. Extra arguments go to `stoker agent`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

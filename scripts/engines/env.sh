@@ -3,7 +3,7 @@
 # installed engines:
 #
 #   source scripts/engines/env.sh
-#   go build -tags "llamacpp whispercpp" ./llamacpp-plugin ./whisper-plugin
+#   go build -tags "llamacpp whispercpp sdcpp" ./llamacpp-plugin ./whisper-plugin ./sdcpp-plugin
 #
 # For every engine registered under $STOKER_ENGINES_DIR/current/ it prepends
 # <prefix>/lib/pkgconfig to PKG_CONFIG_PATH and adds <prefix>/include to
