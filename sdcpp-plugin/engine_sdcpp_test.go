@@ -540,3 +540,26 @@ func TestMissingVocabularyRefused(t *testing.T) {
 	}
 	generate(t, e, tinyRequest(t, "served after", 1, "webp"))
 }
+
+// TestModelOptions: offloadToCpu, zeroCondT and flowShift reach the engine
+// (a load with them succeeds and is another resident context), and the
+// offloaded model paints the same pixels.
+func TestModelOptions(t *testing.T) {
+	e := testEngine(t, options{})
+	_, plain, _ := generate(t, e, tinyRequest(t, "options", 3, "png"))
+	req := tinyRequest(t, "options", 3, "png")
+	req.Defaults.OffloadToCPU = true
+	req.Defaults.ZeroCondT = true
+	_, offloaded, _ := generate(t, e, req)
+	if n := e.models.Loads(); n != 2 {
+		t.Errorf("%d loads, want 2: the options shape another context", n)
+	}
+	_, _, pp := decodePixels(t, plain)
+	_, _, op := decodePixels(t, offloaded)
+	if !bytes.Equal(pp, op) {
+		t.Errorf("weights kept in RAM changed the pixels by %.2f", meanAbsDiff(pp, op))
+	}
+	shift := float32(3)
+	req.Defaults.FlowShift = &shift
+	generate(t, e, req)
+}
