@@ -143,7 +143,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	a.status = &status{a: a, started: time.Now(), tally: &localapi.Tally{}}
 	if cfg.Listen != "" {
 		// Up before registration, so an operator sees "waiting for approval".
-		api, err := localapi.New(localapi.Config{Addr: cfg.Listen, Source: a.status, Controls: a.status, Logger: log})
+		api, err := localapi.New(localapi.Config{
+			Addr: cfg.Listen, Source: a.status, Controls: a.status, Logger: log,
+			TokenFile: filepath.Join(cfg.StateDir, localapi.TokenFile), AllowedHosts: cfg.AllowedHosts,
+		})
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stokerhq/stoker/plugins/synthetic"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/supervisor/internal/localapi"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 	"github.com/stokerhq/stoker/supervisor/internal/registration"
 )
@@ -308,7 +309,18 @@ func TestLocalAPIReportsTheNode(t *testing.T) {
 		t.Errorf("metrics lack the completed job:\n%s", metrics)
 	}
 
-	resp, err := http.Post(base+"/v1/pause", "application/json", nil)
+	// Pausing takes the bearer token the agent wrote to its state dir.
+	token, err := os.ReadFile(filepath.Join(s.state, localapi.TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/pause", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

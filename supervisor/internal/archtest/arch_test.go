@@ -73,7 +73,12 @@ func TestDependencyRules(t *testing.T) {
 		{
 			name:      "the local API reads the agent through its own interfaces",
 			applies:   func(p string) bool { return under(p, "supervisor/internal/localapi") },
-			allowOnly: []string{"supervisor/internal/localapi"},
+			allowOnly: []string{"supervisor/internal/localapi", "supervisor/internal/httpguard"},
+		},
+		{
+			name:      "the HTTP guards stand alone",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/httpguard") },
+			allowOnly: []string{"supervisor/internal/httpguard"},
 		},
 		{
 			name:      "the wire contract stands alone",

@@ -19,13 +19,16 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
 	"github.com/stokerhq/stoker/supervisor/internal/secret"
 )
 
 // Config is the agent's configuration. Field comments give the TOML key's
 // meaning and, in parentheses, the default.
 type Config struct {
-	// APIBaseURL is the studio's base URL. ("https://studio.minis.gg/")
+	// APIBaseURL is the studio's base URL: https, or plain http to a
+	// loopback address only, since every request carries the worker's
+	// token. ("https://studio.minis.gg/")
 	APIBaseURL string `toml:"api_base_url"`
 	// WorkerID and AuthToken are approved credentials. Normally left empty:
 	// registration stores them in the state dir. When set, they win.
@@ -62,6 +65,11 @@ type Config struct {
 	// Listen is the local API's address: status page, /v1/status,
 	// /metrics, pause and resume. "" turns it off. ("127.0.0.1:8710")
 	Listen string `toml:"listen"`
+	// AllowedHosts are the host names (no port) the local API answers to
+	// besides IP literals and "localhost"; any other Host header is
+	// refused, which stops DNS rebinding. As a variable, comma-separated.
+	// (none)
+	AllowedHosts []string `toml:"allowed_hosts"`
 	// InputFileDir allows file:// task inputs inside this directory. ("":
 	// refused)
 	InputFileDir string `toml:"input_file_dir"`
@@ -219,6 +227,15 @@ func (c *Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.APIBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("api_base_url %q: want an http(s) URL", c.APIBaseURL))
+	} else if u.Scheme == "http" && !httpguard.LoopbackHost(u.Hostname()) {
+		// The worker's token and every result would cross the network
+		// in the clear.
+		errs = append(errs, fmt.Errorf("api_base_url %q: plain http is only for a studio on loopback; use https", c.APIBaseURL))
+	}
+	for _, h := range c.AllowedHosts {
+		if !validHostName(h) {
+			errs = append(errs, fmt.Errorf("allowed_hosts: %q is not a host name (no scheme, port or spaces)", h))
+		}
 	}
 	if (c.WorkerID == "") != c.AuthToken.IsZero() {
 		errs = append(errs, errors.New("worker_id and auth_token must be set together (or both left to registration)"))
@@ -264,6 +281,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// validHostName reports whether h is a DNS name as a Host header carries
+// it: letters, digits, '-', '_' and '.', without port or scheme.
+func validHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, c := range h {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // EnvPrefix starts every override variable: STOKER_API_BASE_URL sets

@@ -19,26 +19,53 @@
 // Any other method on a route is answered 405 with an Allow header; any
 // other path 404.
 //
-// # Guarding pause and resume
+// # Who may do what
 //
-// Binding is the operator's choice (loopback by default), so the server
-// does not refuse remote peers. It does refuse what a hostile web page in
-// the operator's browser could send. A POST is served only when
+// Every route, before anything else, wants a Host that no DNS rebinding
+// can forge: an IP literal, "localhost", or one of Config.AllowedHosts
+// (403 otherwise). A page on a hostile name that its owner re-points at
+// 127.0.0.1 would otherwise be same-origin with this server and read the
+// status and metrics.
+//
+// The bearer token lives in Config.TokenFile (the agent's
+// <state_dir>/local-api-token, created owner-only with 256 random bits on
+// the first start). A peer on another machine, possible only when the
+// operator binds the API off loopback (Start then logs a warning), needs
+// "Authorization: Bearer <token>" on every route (401 otherwise). A peer
+// on this machine reads the GET routes without it.
+//
+// A POST (pause, resume) is served only when
 //
 //   - its Content-Type is application/json (an HTML form cannot send that,
 //     and a script on another origin cannot send it without a CORS
 //     preflight, which this server never approves);
 //   - it is not a cross-origin browser request (Sec-Fetch-Site or Origin,
 //     checked by [net/http.CrossOriginProtection]);
-//   - its Host is an IP literal, "localhost", or one of Config.AllowedHosts,
-//     which defeats DNS rebinding (a hostile name resolved to 127.0.0.1
-//     would otherwise be same-origin with the page that named it).
+//   - it carries the token, or the status page's key (below);
+//   - its body is empty or JSON, at most 4 KiB; it is not read for
+//     meaning.
 //
-// The body may be empty or any JSON value up to 4 KiB; it is not read for
-// meaning. From a shell:
+// From a shell on the node:
 //
-//	curl -XPOST -H 'Content-Type: application/json' 127.0.0.1:8710/v1/pause
+//	curl -XPOST -H 'Content-Type: application/json' \
+//	  -H "Authorization: Bearer $(cat /var/lib/stoker/local-api-token)" 127.0.0.1:8710/v1/pause
 //
-// GET routes carry no secret and change nothing; they are not guarded, so
-// a Prometheus server may scrape /metrics by any host name.
+// # The status page's buttons
+//
+// A browser cannot read the token file, so the page served to a peer on
+// this machine carries a key of its own (a data attribute its script
+// sends as the bearer credential). The key is random per process and is
+// not the token; it is accepted only from a peer on this machine, so a
+// copy of the page is worth nothing elsewhere, and the page served to
+// another machine carries none. No other site can read the page to learn
+// the key: it is same-origin only (no CORS), may not be framed
+// (frame-ancestors 'none'), and the Host check stops rebinding. What the
+// key gives is what a person at the node's own browser already has: a
+// user or process on the node that can fetch the page can pause the node,
+// as any local user could before the token existed; the token keeps that
+// power from everyone else, and from a local process that can send a POST
+// but read nothing back.
+//
+// Refused requests are answered with a JSON {"error": "…"} and logged at
+// warn level, at most one line every 10s, which counts the others.
 package localapi

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,11 +76,12 @@ func startServer(t *testing.T, src *fakeSource, mod func(*Config)) *testServer {
 	}
 	ctl := &fakeControls{}
 	cfg := Config{
-		Addr:     "127.0.0.1:0",
-		Source:   src,
-		Controls: ctl,
-		Logger:   hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug}),
-		Now:      func() time.Time { return fixedNow },
+		Addr:      "127.0.0.1:0",
+		Source:    src,
+		Controls:  ctl,
+		TokenFile: tokenFile(t),
+		Logger:    hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug}),
+		Now:       func() time.Time { return fixedNow },
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -131,8 +134,23 @@ func (ts *testServer) get(t *testing.T, path string) (int, http.Header, string) 
 	return ts.do(t, http.MethodGet, path, nil, "")
 }
 
+// testToken is the bearer token of every test server (tokenFile).
+const testToken = "test-token-0123456789abcdefghijklmnop"
+
+// tokenFile writes testToken to an owner-only file in a fresh directory.
+func tokenFile(tb testing.TB) string {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), TokenFile)
+	if err := os.WriteFile(p, []byte(testToken+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 // jsonHeader is what a legitimate pause/resume caller sends.
-func jsonHeader() http.Header { return http.Header{"Content-Type": {"application/json"}} }
+func jsonHeader() http.Header {
+	return http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + testToken}}
+}
 
 // testWriter sends the server's log lines to the test log.
 type testWriter struct{ t *testing.T }

@@ -16,6 +16,9 @@ type pageData struct {
 	Snap   *Snapshot
 	Now    time.Time
 	Uptime time.Duration
+	// Key is what the pause and resume buttons send as their bearer
+	// credential; "" for a page served to another machine.
+	Key string
 }
 
 // page is the parsed status page; html/template escapes every value from
@@ -35,8 +38,8 @@ func newPage() (*page, error) {
 	return &page{tmpl: t}, nil
 }
 
-func (p *page) render(w io.Writer, snap *Snapshot, now time.Time) error {
-	return p.tmpl.Execute(w, pageData{Snap: snap, Now: now, Uptime: uptime(snap, now)})
+func (p *page) render(w io.Writer, snap *Snapshot, now time.Time, key string) error {
+	return p.tmpl.Execute(w, pageData{Snap: snap, Now: now, Uptime: uptime(snap, now), Key: key})
 }
 
 // ago says how long before now t was ("12s ago"), or "" for a zero t.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
 )
 
 // Config configures a Server.
@@ -26,10 +27,14 @@ type Config struct {
 	Source Source
 	// Controls receives pause and resume. Required.
 	Controls Controls
+	// TokenFile is the bearer token's file (the agent's
+	// <state_dir>/local-api-token); New creates it, owner-only, with a
+	// random token when it does not exist. Required.
+	TokenFile string
 	// Logger receives the server's lines. (a null logger)
 	Logger hclog.Logger
-	// AllowedHosts are host names (without port) a POST's Host header may
-	// carry besides IP literals and "localhost", for an operator who
+	// AllowedHosts are host names (without port) a request's Host header
+	// may carry besides IP literals and "localhost", for an operator who
 	// reaches the node by name. (none)
 	AllowedHosts []string
 	// ShutdownTimeout bounds Close's wait for requests in flight before
@@ -42,6 +47,11 @@ type Config struct {
 // maxPostBody bounds what a pause or resume request may carry.
 const maxPostBody = 4 << 10
 
+// refusalLogEvery is how often a refused request is logged at most; the
+// ones in between are counted and the count goes with the next line, so a
+// scanner or a misconfigured scraper cannot flood the log.
+const refusalLogEvery = 10 * time.Second
+
 // Server is the local API. Create it with New, then Start it once; Close
 // stops it.
 type Server struct {
@@ -50,6 +60,15 @@ type Server struct {
 	httpSrv *http.Server
 	cop     *http.CrossOriginProtection
 	page    *page
+	token   string // the bearer token, from Config.TokenFile
+	// pageKey is what the status page, served to a peer on this machine,
+	// carries for its pause and resume buttons: random per process, so it
+	// is never the file's token, and accepted from loopback peers only.
+	pageKey string
+
+	logMu      sync.Mutex // guards lastLogged and suppressed
+	lastLogged time.Time
+	suppressed int
 
 	mu       sync.Mutex // guards addr, started and closed
 	addr     net.Addr
@@ -70,6 +89,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("localapi: Source is required")
 	case cfg.Controls == nil:
 		return nil, errors.New("localapi: Controls is required")
+	case cfg.TokenFile == "":
+		return nil, errors.New("localapi: TokenFile is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -84,9 +105,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.Named("localapi"), cop: http.NewCrossOriginProtection(), page: pg}
+	token, err := loadToken(cfg.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("localapi"), cop: http.NewCrossOriginProtection(), page: pg,
+		token: token, pageKey: randomHex(32)}
 	s.httpSrv = &http.Server{
-		Handler:           s.routes(),
+		Handler:           s.access(s.routes()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -126,6 +152,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("localapi: listen: %w", err)
 	}
 	s.started, s.addr = true, l.Addr()
+	if !httpguard.LoopbackAddr(l.Addr()) {
+		s.log.Warn("the local API is bound off loopback: requests from other machines need the bearer token, on every route",
+			"addr", l.Addr().String(), "token_file", s.cfg.TokenFile)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -190,8 +220,14 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	snap := s.cfg.Source.Snapshot()
+	// Only a person on this machine gets the key the buttons post with;
+	// a peer elsewhere came with the token and can post with it.
+	key := ""
+	if httpguard.LoopbackPeer(r.RemoteAddr) {
+		key = s.pageKey
+	}
 	var b bytes.Buffer
-	if err := s.page.render(&b, &snap, s.cfg.Now()); err != nil {
+	if err := s.page.render(&b, &snap, s.cfg.Now(), key); err != nil {
 		s.log.Error("status page", "error", err)
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -203,6 +239,7 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	// other site may frame it.
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
 	w.Write(b.Bytes())
 }
 
@@ -216,13 +253,31 @@ type errorBody struct {
 	Error string `json:"error"`
 }
 
+// access applies the checks every route shares, before any route runs:
+// the Host check (403), and, for a peer on another machine, the bearer
+// token (401).
+func (s *Server) access(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := httpguard.CheckHost(r, s.cfg.AllowedHosts); err != nil {
+			s.refuse(w, r, err)
+			return
+		}
+		if !httpguard.LoopbackPeer(r.RemoteAddr) {
+			if err := s.checkToken(r, false); err != nil {
+				s.refuse(w, r, err)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // guard wraps a state-changing action with the checks the package doc
 // describes, runs it, and answers the pause flag as JSON.
 func (s *Server) guard(action func()) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := s.checkPost(r); err != nil {
-			s.log.Warn("refused a local API request", "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
-			writeJSON(w, statusOf(err), errorBody{Error: err.Error()})
+			s.refuse(w, r, err)
 			return
 		}
 		action()
@@ -230,67 +285,65 @@ func (s *Server) guard(action func()) http.HandlerFunc {
 	}
 }
 
-// refusal is a request the guard turns away, with its HTTP status.
-type refusal struct {
-	status int
-	msg    string
+// refuse answers a refused request with its JSON error, and logs it
+// (rate-limited: see refusalLogEvery).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	status := httpguard.StatusOf(err)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="stoker"`)
+	}
+	writeJSON(w, status, errorBody{Error: "localapi: " + err.Error()})
+	now := s.cfg.Now()
+	s.logMu.Lock()
+	if !s.lastLogged.IsZero() && now.Sub(s.lastLogged) < refusalLogEvery {
+		s.suppressed++
+		s.logMu.Unlock()
+		return
+	}
+	n := s.suppressed
+	s.lastLogged, s.suppressed = now, 0
+	s.logMu.Unlock()
+	s.log.Warn("refused a local API request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
+		"status", status, "error", err, "refused_since_last_line", n)
 }
 
-func (e *refusal) Error() string { return e.msg }
-
-func statusOf(err error) int {
-	if r, ok := errors.AsType[*refusal](err); ok {
-		return r.status
+// checkToken wants "Authorization: Bearer <token>" with the file's token,
+// or, when pageKey is set and the peer is on this machine, the status
+// page's key.
+func (s *Server) checkToken(r *http.Request, pageKey bool) error {
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		got := strings.TrimSpace(h[len(prefix):])
+		if sameSecret(got, s.token) || pageKey && httpguard.LoopbackPeer(r.RemoteAddr) && sameSecret(got, s.pageKey) {
+			return nil
+		}
+		return &httpguard.Refusal{Status: http.StatusUnauthorized, Msg: "wrong bearer token"}
 	}
-	return http.StatusBadRequest
+	return &httpguard.Refusal{Status: http.StatusUnauthorized, Msg: "want Authorization: Bearer <token>; the token is in " + TokenFile + " in the agent's state dir"}
 }
 
 // checkPost applies the POST guard: JSON content type, not cross-origin,
-// a Host that cannot be a rebound name, and a small, well-formed body.
+// the bearer token (or the page's key, from this machine), and a small,
+// well-formed body. The Host check has already passed (access).
 func (s *Server) checkPost(r *http.Request) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return &refusal{http.StatusUnsupportedMediaType, "localapi: want Content-Type: application/json"}
+	if err := httpguard.CheckJSONPost(r, s.cop); err != nil {
+		return err
 	}
-	if err := s.cop.Check(r); err != nil {
-		return &refusal{http.StatusForbidden, fmt.Sprintf("localapi: cross-origin request refused: %v", err)}
-	}
-	if !s.hostAllowed(r.Host) {
-		return &refusal{http.StatusForbidden, fmt.Sprintf("localapi: host %q not allowed; add it to the allowed hosts or use an IP address", r.Host)}
+	if err := s.checkToken(r, true); err != nil {
+		return err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxPostBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("localapi: body over %d bytes", maxPostBody)}
+			return &httpguard.Refusal{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("body over %d bytes", maxPostBody)}
 		}
-		return fmt.Errorf("localapi: reading body: %w", err)
+		return fmt.Errorf("reading body: %w", err)
 	}
 	if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
-		return &refusal{http.StatusBadRequest, "localapi: body is not JSON"}
+		return &httpguard.Refusal{Status: http.StatusBadRequest, Msg: "body is not JSON"}
 	}
 	return nil
-}
-
-// hostAllowed reports whether a Host header names this node in a way no
-// DNS rebinding can forge: an IP literal, localhost, or an allowed name.
-func (s *Server) hostAllowed(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" {
-		return false
-	}
-	if net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
-		return true
-	}
-	for _, a := range s.cfg.AllowedHosts {
-		if strings.EqualFold(host, a) {
-			return true
-		}
-	}
-	return false
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

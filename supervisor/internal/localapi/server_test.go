@@ -130,7 +130,7 @@ func TestPauseResumeRoundTrip(t *testing.T) {
 		t.Errorf("%d SetPaused calls, want 5", n)
 	}
 	// A JSON body, and a charset parameter, are accepted too.
-	h := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
+	h := http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Authorization": {"Bearer " + testToken}}
 	if code, _, body := ts.do(t, http.MethodPost, "/v1/pause", h, `{"reason":"maintenance"}`); code != http.StatusOK {
 		t.Errorf("POST with a JSON body = %d %s", code, body)
 	}
@@ -189,12 +189,13 @@ func TestPostGuard(t *testing.T) {
 
 	// What a legitimate caller sends passes: IP literal, localhost, an
 	// allowed name, and the page's own same-origin fetch.
+	auth := "Bearer " + testToken
 	ok := []http.Header{
 		jsonHeader(),
-		hdr("Content-Type", "application/json", "Host", "localhost:8710"),
-		hdr("Content-Type", "application/json", "Host", "NODE1.example:8710"),
-		hdr("Content-Type", "application/json", "Host", "[::1]:8710"),
-		hdr("Content-Type", "application/json", "Sec-Fetch-Site", "same-origin", "Origin", ts.base),
+		hdr("Content-Type", "application/json", "Authorization", auth, "Host", "localhost:8710"),
+		hdr("Content-Type", "application/json", "Authorization", auth, "Host", "NODE1.example:8710"),
+		hdr("Content-Type", "application/json", "Authorization", auth, "Host", "[::1]:8710"),
+		hdr("Content-Type", "application/json", "Authorization", auth, "Sec-Fetch-Site", "same-origin", "Origin", ts.base),
 	}
 	for i, h := range ok {
 		if code, _, body := ts.do(t, http.MethodPost, "/v1/resume", h, "{}"); code != http.StatusOK {
@@ -301,7 +302,7 @@ func TestStatusPageIdle(t *testing.T) {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
-	good := Config{Addr: "127.0.0.1:0", Source: &fakeSource{}, Controls: &fakeControls{}}
+	good := Config{Addr: "127.0.0.1:0", Source: &fakeSource{}, Controls: &fakeControls{}, TokenFile: tokenFile(t)}
 	tests := []struct {
 		name string
 		mod  func(*Config)
@@ -309,6 +310,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no addr", func(c *Config) { c.Addr = "" }},
 		{"no source", func(c *Config) { c.Source = nil }},
 		{"no controls", func(c *Config) { c.Controls = nil }},
+		{"no token file", func(c *Config) { c.TokenFile = "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -337,7 +339,7 @@ func TestStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	s, err := New(Config{Addr: l.Addr().String(), Source: &fakeSource{}, Controls: &fakeControls{}})
+	s, err := New(Config{Addr: l.Addr().String(), Source: &fakeSource{}, Controls: &fakeControls{}, TokenFile: tokenFile(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ func TestStartErrors(t *testing.T) {
 // TestCloseTwice: Close stops serving, and a second Close returns the
 // same result without blocking.
 func TestCloseTwice(t *testing.T) {
-	s, err := New(Config{Addr: "127.0.0.1:0", Source: &fakeSource{}, Controls: &fakeControls{}})
+	s, err := New(Config{Addr: "127.0.0.1:0", Source: &fakeSource{}, Controls: &fakeControls{}, TokenFile: tokenFile(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +381,7 @@ func TestCloseTwice(t *testing.T) {
 // gets its whole answer; Close returns after it.
 func TestCloseLetsRequestFinish(t *testing.T) {
 	src := &fakeSource{snap: richSnapshot(), block: make(chan struct{}), entered: make(chan struct{}, 1)}
-	s, err := New(Config{Addr: "127.0.0.1:0", Source: src, Controls: &fakeControls{}})
+	s, err := New(Config{Addr: "127.0.0.1:0", Source: src, Controls: &fakeControls{}, TokenFile: tokenFile(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +444,7 @@ func TestCloseLetsRequestFinish(t *testing.T) {
 // its connection cut, and Close still returns.
 func TestCloseCutsStuckRequest(t *testing.T) {
 	src := &fakeSource{block: make(chan struct{}), entered: make(chan struct{}, 1)}
-	s, err := New(Config{Addr: "127.0.0.1:0", Source: src, Controls: &fakeControls{}, ShutdownTimeout: 20 * time.Millisecond})
+	s, err := New(Config{Addr: "127.0.0.1:0", Source: src, Controls: &fakeControls{}, TokenFile: tokenFile(t), ShutdownTimeout: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,6 +490,7 @@ func TestConcurrentUse(t *testing.T) {
 				}
 				req, _ := http.NewRequest(method, ts.base+path, strings.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+testToken)
 				resp, err := ts.client.Do(req)
 				if err != nil {
 					errs <- err
@@ -513,7 +516,7 @@ func TestConcurrentUse(t *testing.T) {
 
 func BenchmarkStatusJSON(b *testing.B) {
 	src := &fakeSource{snap: richSnapshot()}
-	s, err := New(Config{Addr: "127.0.0.1:0", Source: src, Controls: &fakeControls{}})
+	s, err := New(Config{Addr: "127.0.0.1:0", Source: src, Controls: &fakeControls{}, TokenFile: tokenFile(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -549,7 +552,7 @@ func BenchmarkPage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sb.Reset()
-		if err := p.render(&sb, &snap, fixedNow); err != nil {
+		if err := p.render(&sb, &snap, fixedNow, "key"); err != nil {
 			b.Fatal(err)
 		}
 	}
