@@ -40,19 +40,44 @@
 //	break-transport shuts down every socket of the process, which stays alive:
 //	                the host sees a broken stream from a live process
 //
+// Hostile faults do not crash: they send too much, for too long, or lie
+// about sizes, and then (if still allowed to) answer like ok. Those named
+// raw-* and lie-* bypass the SDK's own bounds through the raw wire of
+// [Serve] (they fail in process, through plugintest.Connect), as a plugin
+// written without the SDK could; the others go through the SDK's Events, as
+// a careless plugin would. Sizes are byte counts such as 4096, 64KiB, 40MiB.
+//
+//	huge-log=<size>     one log line of size bytes through Events.Log
+//	huge-result=<size>  a JSON result of size bytes through Events.Result
+//	raw-log=<size>      one log event of size bytes on the raw wire
+//	raw-result=<size>   a JSON result of size bytes on the raw wire
+//	raw-output=<size>   one output chunk of size bytes on the raw wire
+//	lie-size            an output chunk whose data field claims 1 GiB and
+//	                    carries 16 bytes
+//	lie-progress        progress with step far past total
+//	log-flood=<n>       n log lines through Events.Log (without end when n
+//	                    is 0 or absent, until cancelled)
+//	stderr-flood=<n>    n lines on stderr (the same)
+//	endless-output      512 KiB output chunks without end, until cancelled
+//	                    or refused (image jobs)
+//	progress-hang       (above) progress without end: only a deadline or a
+//	                    cancel ends it
+//
 // Anything else is answered like ok.
 //
 // # Faults chosen at start-up
 //
 // Start-up faults are set by environment variables, read by [ApplyStart]
-// (before plugins.Serve) and by [Engine.Describe]:
+// (before [Serve]) and by [Engine.Describe]:
 //
 //	STOKER_FAULTS_START=slow=<d>   sleep d before serving (start-up timeout)
 //	STOKER_FAULTS_START=garbage    print garbage on stdout before the
 //	                               handshake: go-plugin cannot start it
 //	STOKER_FAULTS_START=exit       exit 1 before serving
 //	STOKER_FAULTS_DESCRIBE=<lie>   lie in Describe: wrong-contract, bogus-kinds,
-//	                               no-engines, or hang (never answer)
+//	                               no-engines, hang (never answer), huge
+//	                               (100,000 models per kind, megabytes) or
+//	                               many-models (2,000 per kind)
 //	STOKER_FAULTS_CGROUP=<dir>     join the memory cgroup dir (v1 or v2) before
 //	                               serving, for oom-kernel
 //

@@ -89,6 +89,10 @@ func (e *Engine) Describe(ctx context.Context) (*plugins.Description, error) {
 	case "hang":
 		<-ctx.Done()
 		return nil, ctx.Err()
+	case "huge":
+		return hugeDescription(d, 100_000), nil
+	case "many-models":
+		return hugeDescription(d, 2000), nil
 	default:
 		return nil, fmt.Errorf("faults: unknown %s %q", EnvDescribe, lie)
 	}
@@ -173,6 +177,9 @@ func (e *Engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 		// Live on so the host sees a broken stream from a live process;
 		// the host kills the process group.
 		select {}
+	}
+	if handled, err := e.hostile(ctx, req, f, ev); handled {
+		return err
 	}
 	return answer(req, prompt, ev)
 }

@@ -16,5 +16,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	plugins.Serve(faults.New(plugins.NewLogger("faults"), os.Getenv))
+	faults.Serve(faults.New(plugins.NewLogger("faults"), os.Getenv))
 }
