@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,6 +16,7 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/config"
 	"github.com/stokerhq/stoker/supervisor/internal/devmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
 	"github.com/stokerhq/stoker/supervisor/internal/registration"
 	"github.com/stokerhq/stoker/supervisor/internal/secret"
 )
@@ -26,11 +28,17 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "TOML config `file` (keys may also be set as STOKER_<KEY> variables)")
 	dev := fs.Bool("dev", false, "run a dev studio on loopback and this worker against it, auto-approved")
-	devListen := fs.String("dev-listen", "127.0.0.1:8700", "dev studio `address` (with -dev)")
+	devListen := fs.String("dev-listen", "127.0.0.1:8700", "dev studio `address` (with -dev); loopback only unless -insecure-listen")
+	insecure := fs.Bool("insecure-listen", false, "let -dev-listen be an address off loopback (the dev studio has no login: whoever reaches it submits jobs, reads results, approves workers)")
 	catalog := fs.String("catalog", "", "dev studio model catalog JSON `file` (with -dev; default: the built-in synthetic models)")
 	devState := fs.String("dev-state", "", "state `dir` for -dev (default: $XDG_CACHE_HOME/stoker/dev)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *dev {
+		if err := checkDevListen("-dev-listen", *devListen, *insecure); err != nil {
+			return err
+		}
 	}
 	cfg, err := config.Load(*configPath, os.Environ())
 	if err != nil {
@@ -40,7 +48,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if !*dev {
 		return agent.Run(ctx, cfg, agent.Options{Logger: log})
 	}
-	return runDev(ctx, cfg, log, devOptions{listen: *devListen, catalog: *catalog, state: *devState})
+	return runDev(ctx, cfg, log, devOptions{listen: *devListen, insecureListen: *insecure, catalog: *catalog, state: *devState})
 }
 
 func newLogger(cfg *config.Config, w io.Writer) hclog.InterceptLogger {
@@ -52,7 +60,19 @@ func newLogger(cfg *config.Config, w io.Writer) hclog.InterceptLogger {
 	})
 }
 
-type devOptions struct{ listen, catalog, state string }
+type devOptions struct {
+	listen, catalog, state string
+	insecureListen         bool
+}
+
+// checkDevListen refuses a dev studio address off loopback unless
+// -insecure-listen was given; it runs before anything is built or bound.
+func checkDevListen(flagName, addr string, insecure bool) error {
+	if insecure || httpguard.LoopbackListen(addr) {
+		return nil
+	}
+	return fmt.Errorf("%s %q is off loopback; the dev studio has no login for people (whoever reaches it submits jobs, reads results and approves workers): use 127.0.0.1, or pass -insecure-listen", flagName, addr)
+}
 
 // runDev starts the dev studio on loopback with the dev models in its
 // catalog, then the agent against it, in one process.
@@ -74,12 +94,13 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 		return err
 	}
 	srv, err := devstudio.New(devstudio.Config{
-		Addr:        o.listen,
-		AutoApprove: true,
-		Catalog:     cat,
-		FilesDir:    filepath.Join(state, "dev-files"),
-		ResultsDir:  filepath.Join(state, "results"),
-		Logger:      log,
+		Addr:           o.listen,
+		InsecureListen: o.insecureListen,
+		AutoApprove:    true,
+		Catalog:        cat,
+		FilesDir:       filepath.Join(state, "dev-files"),
+		ResultsDir:     filepath.Join(state, "results"),
+		Logger:         log,
 	})
 	if err != nil {
 		return err
@@ -106,7 +127,10 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("studio", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8700", "`address` to serve on")
+	listen := fs.String("listen", "127.0.0.1:8700", "`address` to serve on; loopback only unless -insecure-listen")
+	insecure := fs.Bool("insecure-listen", false, "let -listen be an address off loopback (the dev studio has no login: whoever reaches it submits jobs, reads results, approves workers)")
+	var allowedHosts hostList
+	fs.Var(&allowedHosts, "allowed-hosts", "comma-separated host `names` the studio answers to besides IP addresses and localhost (e.g. the name a TLS proxy in front forwards)")
 	catalog := fs.String("catalog", "", "model catalog JSON `file` (default: the built-in synthetic models)")
 	autoApprove := fs.Bool("auto-approve", false, "approve every registration request")
 	dir := fs.String("dir", "", "`directory` for results and dev files (default: a temporary one)")
@@ -114,12 +138,16 @@ func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := checkDevListen("-listen", *listen, *insecure); err != nil {
+		return err
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "studio", Output: stderr})
 	cat, err := loadCatalog(*catalog)
 	if err != nil {
 		return err
 	}
-	cfg := devstudio.Config{Addr: *listen, AutoApprove: *autoApprove, Catalog: cat, MaxAttempts: *maxAttempts, Logger: log}
+	cfg := devstudio.Config{Addr: *listen, InsecureListen: *insecure, AllowedHosts: allowedHosts, AutoApprove: *autoApprove,
+		Catalog: cat, MaxAttempts: *maxAttempts, Logger: log}
 	var ms []devmodels.Model
 	if *dir != "" {
 		cfg.FilesDir, cfg.ResultsDir = filepath.Join(*dir, "dev-files"), filepath.Join(*dir, "results")
@@ -141,6 +169,20 @@ func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("dev studio running", "url", srv.URL(), "auto_approve", *autoApprove, "models", cat.IDs())
 	<-ctx.Done()
 	return srv.Close()
+}
+
+// hostList is a comma-separated flag of host names.
+type hostList []string
+
+func (h *hostList) String() string { return strings.Join(*h, ",") }
+
+func (h *hostList) Set(v string) error {
+	for _, name := range strings.Split(v, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			*h = append(*h, name)
+		}
+	}
+	return nil
 }
 
 // loadCatalog returns the dev studio's catalog: the file at path (which

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 
+	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
@@ -50,6 +52,32 @@ func (s *Server) routes() http.Handler {
 		_, _ = w.Write(dashboardHTML)
 	})
 	return mux
+}
+
+// guard applies, before any route, what a hostile web page in a
+// developer's browser could otherwise do to a studio on loopback: every
+// route wants a Host no DNS rebinding can forge (403), no POST may be a
+// cross-origin browser request (403), and a POST to the people's API
+// (/api/...) must be application/json (415), which no form and no
+// cross-site script without a CORS preflight can send. Workers, curl and
+// tests send neither Origin nor Sec-Fetch-Site and pass.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := httpguard.CheckHost(r, s.cfg.AllowedHosts)
+		if err == nil && r.Method == http.MethodPost {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				err = httpguard.CheckJSONPost(r, s.cop)
+			} else {
+				err = httpguard.CheckCrossOrigin(r, s.cop)
+			}
+		}
+		if err != nil {
+			s.log.Debug("refused a request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "error", err)
+			writeJSONError(w, httpguard.StatusOf(err), "devstudio: "+err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the server's HTTP handler, for mounting it elsewhere

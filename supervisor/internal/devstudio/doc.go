@@ -37,4 +37,12 @@
 //     one (a worker that lost its secret is not locked out).
 //   - A session with no heartbeat for StaleAfter is closed with 1000
 //     "heartbeat timeout" (no error frame: the worker should reconnect).
+//
+// # Who may reach it
+//
+// It has no login for people, so it listens on loopback only unless
+// Config.InsecureListen, answers only to a Host no DNS rebinding can forge
+// (an IP literal, localhost, Config.AllowedHosts), and takes no POST from
+// another site's page and no POST to /api/... that is not
+// application/json (see guard).
 package devstudio

@@ -17,15 +17,29 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
+
+// ErrNotLoopback is returned by New and Start for an address off loopback
+// without Config.InsecureListen.
+var ErrNotLoopback = errors.New("devstudio: address is off loopback, and the dev studio has no login for people: whoever reaches it submits jobs, reads results and approves workers")
 
 // Config configures a Server. The zero value is a usable dev studio on a
 // random loopback port with the synthetic catalog.
 type Config struct {
 	// Addr is the TCP address to listen on when Listener is nil
-	// (default "127.0.0.1:0").
+	// (default "127.0.0.1:0"). It must be a loopback one unless
+	// InsecureListen is set.
 	Addr string
+	// InsecureListen allows an address (or Listener) off loopback. The
+	// dev studio has no login for people: whoever reaches it submits
+	// jobs, reads every prompt and result and approves workers. (false)
+	InsecureListen bool
+	// AllowedHosts are host names (without port) a request's Host header
+	// may carry besides IP literals and "localhost"; any other is refused
+	// (403), which stops DNS rebinding. (none)
+	AllowedHosts []string
 	// Listener, when set, is served instead of listening on Addr. The
 	// server closes it on Close.
 	Listener net.Listener
@@ -76,6 +90,7 @@ type Server struct {
 
 	httpSrv  *http.Server
 	upgrader websocket.Upgrader
+	cop      *http.CrossOriginProtection
 
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -105,6 +120,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Listener == nil && !cfg.InsecureListen && !httpguard.LoopbackListen(cfg.Addr) {
+		return nil, fmt.Errorf("%w (%q)", ErrNotLoopback, cfg.Addr)
 	}
 	if cfg.Catalog == nil {
 		cfg.Catalog = DefaultCatalog()
@@ -150,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 		sessions: map[*session]struct{}{},
 		regs:     map[string]*registration{},
 		changed:  make(chan struct{}),
+		cop:      http.NewCrossOriginProtection(),
 	}
 	if cfg.ResultsDir == "" {
 		dir, err := os.MkdirTemp("", "devstudio-results-")
@@ -168,7 +187,7 @@ func New(cfg Config) (*Server, error) {
 		HandshakeTimeout: protocol.ConnectTimeout,
 	}
 	s.httpSrv = &http.Server{
-		Handler:           s.routes(),
+		Handler:           s.guard(s.routes()),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
@@ -220,6 +239,13 @@ func (s *Server) bind(l net.Listener) error {
 	}
 	if s.listener != nil {
 		return errors.New("devstudio: already serving")
+	}
+	// A name that resolved off loopback, or a Listener from the caller.
+	if !httpguard.LoopbackAddr(l.Addr()) {
+		if !s.cfg.InsecureListen {
+			return fmt.Errorf("%w (bound %s)", ErrNotLoopback, l.Addr())
+		}
+		s.log.Warn("serving off loopback: the dev studio has no login; whoever reaches it submits jobs, reads results and approves workers", "addr", l.Addr().String())
 	}
 	s.listener = l
 	s.baseURL = "http://" + l.Addr().String()
