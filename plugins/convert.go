@@ -222,7 +222,7 @@ func jobErrorFromProto(p *enginev1.JobError) *JobError {
 		// inventing a kind.
 		kind = ErrEngine
 	}
-	return &JobError{Kind: kind, Message: p.GetMessage()}
+	return &JobError{Kind: kind, Message: cutLine(p.GetMessage())}
 }
 
 func residentToProto(models []ResidentModel) *enginev1.ListResidentResponse {

@@ -62,16 +62,21 @@ type Events interface {
 	// in between.
 	Progress(step, total uint64, unit string) error
 	// Log ships a job-related line to the operator's log (and the studio's
-	// log stream). level is "debug", "info", "warn" or "error".
+	// log stream). level is "debug", "info", "warn" or "error". A line
+	// over MaxLogBytes is cut there, and the host passes on at most
+	// LogBurst lines at once and LogRate a second per plugin (see
+	// limits.go).
 	Log(level, message string) error
 	// Output appends p to the job's binary output, whose extension is ext
 	// ("png", "webp", "wav", "gif"...). Chunks may be of any size; the
-	// transport splits them so no message exceeds 1 MiB. ext must be the
-	// same on every call of one job. Output does not keep p after it
-	// returns, so the engine may reuse the buffer.
+	// transport splits them so no message exceeds 512 KiB of data. ext
+	// must be the same on every call of one job. Output does not keep p
+	// after it returns, so the engine may reuse the buffer.
 	Output(ext string, p []byte) error
 	// Result sets the job's JSON result (llm, audio_stt). It must be a JSON
-	// object or array and is sent to the studio verbatim.
+	// object or array and is sent to the studio verbatim. One over
+	// MaxResultBytes is refused with a bad-input error, which the engine
+	// should return.
 	Result(json []byte) error
 }
 

@@ -21,7 +21,7 @@ func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 }
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &grpcClient{rpc: enginev1.NewEngineServiceClient(c), conn: c}, nil
+	return newGRPCClient(c), nil
 }
 
 var _ plugin.GRPCPlugin = (*grpcPlugin)(nil)

@@ -65,7 +65,7 @@ func (s *grpcServer) Unload(ctx context.Context, req *enginev1.UnloadRequest) (*
 
 func errorEvent(e *JobError) *enginev1.RunResponse {
 	return &enginev1.RunResponse{Event: &enginev1.RunResponse_Error{Error: &enginev1.JobError{
-		Kind: string(e.Kind), Message: e.Error(),
+		Kind: string(e.Kind), Message: cutLine(e.Error()),
 	}}}
 }
 
@@ -126,9 +126,11 @@ func (e *serverEvents) Progress(step, total uint64, unit string) error {
 	}}})
 }
 
+// Log sends a log line, cut to MaxLogBytes with a marker (the host cuts
+// it there anyway, and a line over MaxMessageBytes would cost the job).
 func (e *serverEvents) Log(level, message string) error {
 	return e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Log{Log: &enginev1.LogLine{
-		Level: level, Message: message,
+		Level: level, Message: cutLine(message),
 	}}})
 }
 
@@ -146,6 +148,12 @@ func (e *serverEvents) Output(ext string, p []byte) error {
 	return nil
 }
 
+// Result sends the JSON result; one over MaxResultBytes is not sent, and
+// the error returned (which the engine should return from Run) fails the
+// job as bad input, as the host would.
 func (e *serverEvents) Result(json []byte) error {
+	if len(json) > MaxResultBytes {
+		return Errorf(ErrBadInput, "the JSON result is %d bytes, over the limit of %d bytes on a result", len(json), MaxResultBytes)
+	}
 	return e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Result{Result: &enginev1.JsonResult{Json: json}}})
 }

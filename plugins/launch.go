@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
+	"google.golang.org/grpc"
 )
 
 // LaunchConfig says how to start one plugin process.
@@ -88,6 +89,9 @@ type Plugin struct {
 	proc   *process
 	tail   *stderrTail
 	path   string
+	// log is the logger the plugin's stderr lines go to, within its log
+	// budget (shared with the job log events of grpcClient).
+	log *budgetLogger
 	// oomFile is where the plugin's cgroup counts OOM kills, found on the
 	// first Run (a plugin may move itself into a cgroup before it serves)
 	// and read before and after each job.
@@ -118,7 +122,8 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 			return nil, fmt.Errorf("launch %s: %w", filepath.Base(path), err)
 		}
 	}
-	p := &Plugin{tail: newStderrTail(cfg.StderrLines), path: path}
+	budget := newLogBudget()
+	p := &Plugin{tail: newStderrTail(cfg.StderrLines), path: path, log: newBudgetLogger(cfg.Logger, budget)}
 	p.oomFile = sync.OnceValue(func() string { return oomKillFile(p.Pid()) })
 	var stderr io.Writer = p.tail
 	if cfg.Stderr != nil {
@@ -137,9 +142,12 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		Logger:           cfg.Logger,
-		Stderr:           stderr,
-		StartTimeout:     cfg.StartTimeout,
+		// go-plugin raises gRPC's receive limit to 2 GiB; this sets it
+		// back (grpcClient also sets it per call).
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
+		Logger:          p.log,
+		Stderr:          stderr,
+		StartTimeout:    cfg.StartTimeout,
 		// The supervisor owns plugin lifetimes; go-plugin's process-global
 		// cleanup list is not used.
 		Managed: false,
@@ -159,6 +167,7 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 		p.client.Kill()
 		return nil, fmt.Errorf("launch %s: dispensed %T, want the engine client", filepath.Base(path), raw)
 	}
+	gc.logs = budget
 	p.grpcClient = gc
 	return p, nil
 }
@@ -193,6 +202,7 @@ func (p *Plugin) Kill() {
 		_ = p.proc.Kill(context.Background())
 		<-p.proc.exited
 	}
+	p.log.reportDropped()
 }
 
 // KillNow kills the plugin's process group at once, without go-plugin's
@@ -205,6 +215,7 @@ func (p *Plugin) KillNow() {
 		<-p.proc.exited
 	}
 	p.client.Kill()
+	p.log.reportDropped()
 }
 
 // goSignal finds the signal in a Go runtime crash line such as
