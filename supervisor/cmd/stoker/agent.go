@@ -23,7 +23,7 @@ import (
 
 func version() string { return agent.Version }
 
-func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
+func runAgent(ctx context.Context, args []string, stderr io.Writer, hup <-chan os.Signal) error {
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "TOML config `file` (keys may also be set as STOKER_<KEY> variables)")
@@ -45,6 +45,10 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	// Copied before -dev overrides a few fields, so a reload compares
+	// like with like.
+	stopReload := watchReload(hup, &reloader{path: *configPath, log: log, cur: *cfg})
+	defer stopReload()
 	if !*dev {
 		return agent.Run(ctx, cfg, agent.Options{Logger: log})
 	}
@@ -124,7 +128,7 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 	return agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 200 * time.Millisecond})
 }
 
-func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
+func runStudio(ctx context.Context, args []string, stderr io.Writer, hup <-chan os.Signal) error {
 	fs := flag.NewFlagSet("studio", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8700", "`address` to serve on; loopback only unless -insecure-listen")
@@ -167,8 +171,14 @@ func runStudio(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("dev studio running", "url", srv.URL(), "auto_approve", *autoApprove, "models", cat.IDs())
-	<-ctx.Done()
-	return srv.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return srv.Close()
+		case <-hup:
+			log.Info("SIGHUP: the dev studio has nothing to reload; carrying on")
+		}
+	}
 }
 
 // hostList is a comma-separated flag of host names.

@@ -26,7 +26,7 @@ func TestDevStudioRefusesNonLoopback(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("STOKER_STATE_DIR", t.TempDir())
-			err := run(ctx, tt.args, io.Discard, io.Discard)
+			err := run(ctx, tt.args, stdio{out: io.Discard, err: io.Discard})
 			if err == nil || !strings.Contains(err.Error(), "-insecure-listen") {
 				t.Errorf("run %v = %v, want a refusal naming -insecure-listen", tt.args, err)
 			}

@@ -37,7 +37,12 @@ func main() {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	// SIGHUP (systemctl reload, a closed terminal) never stops stoker: the
+	// agent reloads what it can, every other command ignores it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := run(ctx, os.Args[1:], stdio{out: os.Stdout, err: os.Stderr, hup: hup}); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "stoker:", err)
 		}
@@ -88,8 +93,16 @@ commands:
   version    print the version
 `
 
+// stdio is what a command gets from the process besides its arguments.
+type stdio struct {
+	out, err io.Writer
+	// hup delivers SIGHUP; nil (a test) never does.
+	hup <-chan os.Signal
+}
+
 // run runs one stoker command.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, sio stdio) error {
+	stdout, stderr := sio.out, sio.err
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
@@ -97,9 +110,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "agent":
-		return runAgent(ctx, rest, stderr)
+		return runAgent(ctx, rest, stderr, sio.hup)
 	case "studio":
-		return runStudio(ctx, rest, stderr)
+		return runStudio(ctx, rest, stderr, sio.hup)
 	case "register":
 		return runRegister(rest, stdout, stderr)
 	case "models":

@@ -95,13 +95,19 @@ type stokerProcess struct {
 
 func startStoker(t *testing.T, srv *devstudio.Server, env ...string) *stokerProcess {
 	t.Helper()
+	return startStokerArgs(t, srv, nil, env...)
+}
+
+// startStokerArgs is startStoker with extra `stoker agent` arguments.
+func startStokerArgs(t *testing.T, srv *devstudio.Server, args []string, env ...string) *stokerProcess {
+	t.Helper()
 	crashBinaries(t)
 	p := &stokerProcess{stateDir: t.TempDir(), lines: make(chan string, 1024), exited: make(chan struct{})}
 	workerID, token, err := srv.AddWorker("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(filepath.Join(binDir, "stoker"), "agent")
+	p.cmd = exec.Command(filepath.Join(binDir, "stoker"), append([]string{"agent"}, args...)...)
 	p.cmd.Env = append(os.Environ(),
 		"STOKER_WORKER_ID="+workerID,
 		"STOKER_AUTH_TOKEN="+token,
