@@ -210,6 +210,11 @@ type Status struct {
 	Paused       bool
 	// Sessions counts sessions that reached welcome.
 	Sessions int
+	// OffersRefused counts offers answered with a reject; of their
+	// rejects, RejectsCoalesced joined one already waiting for the same
+	// job and RejectsDropped were not sent because the studio was not
+	// reading (see refusals.go).
+	OffersRefused, RejectsCoalesced, RejectsDropped uint64
 }
 
 // Client is the worker's studio session. Create it with New and call Run
@@ -229,11 +234,20 @@ type Client struct {
 	// on receipt), and such an offer waits for the slot instead of being
 	// rejected busy.
 	finishing atomic.Bool
-	slotMu    sync.Mutex    // guards slotFree
-	slotFree  chan struct{} // closed and replaced whenever the slot is released
-	ran       atomic.Bool
+	// offerWaiting is set while one offer waits for a finishing slot.
+	offerWaiting atomic.Bool
+	slotMu       sync.Mutex    // guards slotFree
+	slotFree     chan struct{} // closed and replaced whenever the slot is released
+	ran          atomic.Bool
 	// jobs counts job goroutines; Run waits for them before returning.
 	jobs sync.WaitGroup
+
+	// Refused offers (see refusals.go), for the status page.
+	refused, rejectsCoalesced, rejectsDropped atomic.Uint64
+	// logLimit rate-limits the lines a studio can provoke per frame;
+	// nullLog takes the lines it holds back.
+	logLimit *logLimit
+	nullLog  hclog.Logger
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -245,8 +259,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg: cfg,
-		log: cfg.Logger.Named("ws"),
+		cfg:      cfg,
+		log:      cfg.Logger.Named("ws"),
+		logLimit: newLogLimit(time.Now),
+		nullLog:  hclog.NewNullLogger(),
 		policy: backoff.Policy{
 			Base:        cfg.BackoffBase,
 			Max:         cfg.BackoffMax,
@@ -280,6 +296,9 @@ func (c *Client) Status() Status {
 	defer c.mu.Unlock()
 	s := c.status
 	s.Paused = c.paused.Load()
+	s.OffersRefused = c.refused.Load()
+	s.RejectsCoalesced = c.rejectsCoalesced.Load()
+	s.RejectsDropped = c.rejectsDropped.Load()
 	return s
 }
 

@@ -13,24 +13,27 @@ import (
 // handleOffer applies §9.5: paused → reject(paused); busy → reject(busy);
 // invalid claim or not admitted → reject(reason); else reserve the slot and
 // start the job goroutine, which accepts before it runs. It never blocks on
-// the socket: rejects are fire-and-forget (R9).
+// the socket and starts nothing for an offer it refuses: rejects go through
+// the session's bounded reject queue (R9, see refusals.go). The lines it
+// logs for refused offers are rate-limited; an offer that is run is always
+// logged.
 func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim) {
 	c := s.c
-	s.log.Info("offer received", "job", claim.JobID, "game", claim.GameID, "asset", claim.AssetName,
-		"model", claim.Model, "vram", claim.VramGbEstimate)
 	if c.paused.Load() {
-		s.log.Info("rejecting offer: worker is paused", "job", claim.JobID)
-		s.reject(claim.JobID, protocol.ReasonPaused, protocol.RejectPaused)
+		s.refuse(claim, "rejecting offer: worker is paused", nil, protocol.ReasonPaused, protocol.RejectPaused)
 		return
 	}
 	if !c.busy.CompareAndSwap(false, true) {
-		if c.finishing.Load() {
-			// The job in the slot is reporting its outcome right now; the
-			// studio offers the next one as soon as it has it.
+		// The job in the slot may be reporting its outcome right now; the
+		// studio offers the next one as soon as it has it, so one offer
+		// (never more: a flood must not start a goroutine each) waits for
+		// the slot instead of being rejected busy.
+		if c.finishing.Load() && c.offerWaiting.CompareAndSwap(false, true) {
 			freed := c.slotFreed()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
+				defer c.offerWaiting.Store(false)
 				t := time.NewTimer(finishingWait)
 				defer t.Stop()
 				select {
@@ -42,11 +45,23 @@ func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim
 			}()
 			return
 		}
-		s.log.Info("rejecting offer: worker is already busy", "job", claim.JobID)
-		s.reject(claim.JobID, protocol.ReasonBusy, protocol.RejectBusy)
+		s.refuse(claim, "rejecting offer: worker is already busy", nil, protocol.ReasonBusy, protocol.RejectBusy)
 		return
 	}
 	s.start(ctx, claim)
+}
+
+// refuse logs a refused offer (rate-limited, one kind of line per msg) and
+// queues its reject.
+func (s *session) refuse(claim *protocol.JobOfferClaim, msg string, cause error, reason string, code protocol.RejectCode) {
+	log := s.limited(msg)
+	args := []any{"job", claim.JobID, "game", claim.GameID, "asset", claim.AssetName, "model", claim.Model, "vram", claim.VramGbEstimate}
+	if cause != nil {
+		log.Warn(msg, append(args, "error", cause)...)
+	} else {
+		log.Info(msg, args...)
+	}
+	s.reject(claim.JobID, reason, code)
 }
 
 // finishingWait bounds how long an offer waits for a slot whose job is
@@ -57,8 +72,7 @@ const finishingWait = 2 * time.Second
 // busy.
 func (s *session) admit(ctx context.Context, claim *protocol.JobOfferClaim) {
 	if !s.c.busy.CompareAndSwap(false, true) {
-		s.log.Info("rejecting offer: worker is still busy", "job", claim.JobID)
-		s.reject(claim.JobID, protocol.ReasonBusy, protocol.RejectBusy)
+		s.refuse(claim, "rejecting offer: worker is still busy", nil, protocol.ReasonBusy, protocol.RejectBusy)
 		return
 	}
 	s.start(ctx, claim)
@@ -70,29 +84,18 @@ func (s *session) start(ctx context.Context, claim *protocol.JobOfferClaim) {
 	c := s.c
 	if err := claim.Validate(); err != nil {
 		c.busy.Store(false)
-		s.log.Warn("rejecting invalid offer", "job", claim.JobID, "error", err)
-		s.reject(claim.JobID, fmt.Sprintf("invalid offer: %v", err), "")
+		s.refuse(claim, "rejecting invalid offer", err, fmt.Sprintf("invalid offer: %v", err), "")
 		return
 	}
 	if err := c.cfg.Jobs.Admit(claim); err != nil {
 		c.busy.Store(false)
-		s.log.Warn("rejecting offer the worker cannot serve", "job", claim.JobID, "error", err)
-		s.reject(claim.JobID, err.Error(), "")
+		s.refuse(claim, "rejecting offer the worker cannot serve", err, err.Error(), "")
 		return
 	}
+	s.log.Info("offer received", "job", claim.JobID, "game", claim.GameID, "asset", claim.AssetName,
+		"model", claim.Model, "vram", claim.VramGbEstimate)
 	c.jobs.Add(1)
 	go c.runJob(ctx, s, claim)
-}
-
-// reject sends a reject on its own goroutine; failure is only logged (R9).
-func (s *session) reject(jobID, reason string, code protocol.RejectCode) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.send(protocol.Reject{JobID: jobID, Reason: reason, Code: code}); err != nil {
-			s.log.Error("reject send failed", "job", jobID, "error", err)
-		}
-	}()
 }
 
 // runJob accepts the job, runs it and releases the slot (R4, I-10, I-14).

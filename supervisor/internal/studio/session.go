@@ -74,8 +74,26 @@ type session struct {
 	brokenOnce sync.Once
 	brokenErr  error
 
-	// wg counts the reader, the pumps and fire-and-forget rejects.
+	// rejects holds the rejects waiting for the reject pump (R9).
+	rejects *rejectQueue
+
+	// wg counts the reader, the pumps and an offer waiting for the slot.
 	wg sync.WaitGroup
+}
+
+// limited returns the session's logger for a line a studio can provoke
+// once per frame, or a logger that discards it when too many of its kind
+// were logged lately (see logLimit). A line let through after some were
+// held back carries their count.
+func (s *session) limited(kind string) hclog.Logger {
+	ok, n := s.c.logLimit.allow(kind)
+	switch {
+	case !ok:
+		return s.c.nullLog
+	case n > 0:
+		return s.log.With("suppressed_similar", n)
+	}
+	return s.log
 }
 
 // readIdleError is the reader's report of a silent socket (I-4).
@@ -118,6 +136,7 @@ func (c *Client) runSession(ctx context.Context, workerID string, token secret.V
 		token:    token,
 		done:     make(chan struct{}),
 		broken:   make(chan struct{}),
+		rejects:  newRejectQueue(),
 	}
 	c.update(func(st *Status) { st.Connected = true })
 	return s.run(ctx)
@@ -193,8 +212,9 @@ func (s *session) run(ctx context.Context) outcome {
 	c.setState(StateWelcomed)
 
 	// Pumps only now (I-1, R2).
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.heartbeatPump()
+	go s.rejectPump()
 	if c.cfg.Logs != nil {
 		s.wg.Add(1)
 		go s.logPump()
@@ -239,9 +259,9 @@ func (s *session) awaitWelcome(ctx context.Context, events <-chan event) (outcom
 			case protocol.Error:
 				return s.errorFrame(f), false
 			case protocol.Offer:
-				s.log.Warn("dropping offer received before welcome", "job", f.Claim.JobID)
+				s.limited("early-offer").Warn("dropping offer received before welcome", "job", f.Claim.JobID)
 			default:
-				s.log.Warn("dropping frame received before welcome", "type", protocol.TypeOf(f))
+				s.limited("early-frame").Warn("dropping frame received before welcome", "type", protocol.TypeOf(f))
 			}
 		}
 	}
@@ -268,13 +288,13 @@ func (s *session) dispatch(ctx context.Context, events <-chan event) outcome {
 			case protocol.HeartbeatAck:
 				s.heartbeatAcked()
 			case protocol.CompleteAck:
-				s.log.Info("studio confirmed completion of job", "job", f.JobID)
+				s.limited("complete-ack").Info("studio confirmed completion of job", "job", f.JobID)
 			case protocol.FailAck:
-				s.log.Info("studio confirmed failure of job", "job", f.JobID)
+				s.limited("fail-ack").Info("studio confirmed failure of job", "job", f.JobID)
 			case protocol.Welcome:
-				s.log.Warn("ignoring a second welcome", "welcomed_id", f.WorkerID)
+				s.limited("second-welcome").Warn("ignoring a second welcome", "welcomed_id", f.WorkerID)
 			default:
-				s.log.Warn("ignoring unexpected frame from studio", "type", protocol.TypeOf(f))
+				s.limited("unexpected-frame").Warn("ignoring unexpected frame from studio", "type", protocol.TypeOf(f))
 			}
 		}
 	}
@@ -364,7 +384,7 @@ func (s *session) readLoop(events chan<- event) {
 			f, derr := protocol.Decode(data)
 			switch {
 			case errors.Is(derr, protocol.ErrUnknownFrame):
-				s.log.Warn("skipping frame of unknown type", "error", derr)
+				s.limited("unknown-frame").Warn("skipping frame of unknown type", "error", derr)
 				continue
 			case derr != nil:
 				ev.err = protocolError{derr.Error()}

@@ -78,6 +78,24 @@ type studioConn struct {
 	// autoAck makes the reader answer every heartbeat with heartbeatAck,
 	// as a real studio does; off, the test sends acks itself.
 	autoAck atomic.Bool
+	gateMu  sync.Mutex    // guards gate
+	gate    chan struct{} // non-nil: the reader waits for it before its next read (holdReads)
+}
+
+// holdReads makes the studio stop reading the worker's frames (a slow
+// reader): once the socket buffers are full, the worker's writes block. The
+// returned func resumes reading; a test that holds must release.
+func (sc *studioConn) holdReads() (release func()) {
+	g := make(chan struct{})
+	sc.gateMu.Lock()
+	sc.gate = g
+	sc.gateMu.Unlock()
+	return sync.OnceFunc(func() {
+		sc.gateMu.Lock()
+		sc.gate = nil
+		sc.gateMu.Unlock()
+		close(g)
+	})
 }
 
 func newTestStudio(t *testing.T) *testStudio { return newTestStudioTB(t) }
@@ -125,6 +143,12 @@ func (st *testStudio) serveWS(w http.ResponseWriter, r *http.Request) {
 func (sc *studioConn) readLoop() {
 	defer close(sc.readDone)
 	for {
+		sc.gateMu.Lock()
+		g := sc.gate
+		sc.gateMu.Unlock()
+		if g != nil {
+			<-g
+		}
 		mt, data, err := sc.ws.ReadMessage()
 		if err != nil {
 			sc.readErr = err
