@@ -320,7 +320,7 @@ func (s *Server) checkToken(r *http.Request, pageKey bool) error {
 		}
 		return &httpguard.Refusal{Status: http.StatusUnauthorized, Msg: "wrong bearer token"}
 	}
-	return &httpguard.Refusal{Status: http.StatusUnauthorized, Msg: "want Authorization: Bearer <token>; the token is in " + TokenFile + " in the agent's state dir"}
+	return &httpguard.Refusal{Status: http.StatusUnauthorized, Msg: "want the header Authorization: Bearer TOKEN, with TOKEN from the file " + TokenFile + " in the agent's state dir"}
 }
 
 // checkPost applies the POST guard: JSON content type, not cross-origin,
