@@ -214,7 +214,7 @@ func runRequestFromProto(p *enginev1.RunRequest) (*RunRequest, error) {
 func jobErrorFromProto(p *enginev1.JobError) *JobError {
 	kind := ErrorKind(p.GetKind())
 	switch kind {
-	case ErrEngine, ErrUnsupported, ErrBadInput, ErrOutOfMemory:
+	case ErrEngine, ErrUnsupported, ErrBadInput, ErrNodeLimit, ErrOutOfMemory:
 	default:
 		// A plugin may only claim the kinds a plugin can know; anything
 		// else (including supervisor-only kinds such as "poison") is an

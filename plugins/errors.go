@@ -18,35 +18,48 @@ const (
 	// ErrBadInput: the task itself is invalid; it fails the same way
 	// anywhere.
 	ErrBadInput ErrorKind = "bad_input"
+	// ErrNodeLimit: the task is valid but over a limit of this node (image
+	// side or pixel-steps over what its memory allows, more text than it
+	// takes, an input over its size limit, too little disk to spool the
+	// result). It is bad input here and retryable: a bigger node may serve
+	// it, and the studio's attempt count bounds the retries. Plugins may
+	// return it for their own configured limits.
+	ErrNodeLimit ErrorKind = "node_limit"
 	// ErrOutOfMemory: the engine or the kernel ran out of memory.
 	ErrOutOfMemory ErrorKind = "out_of_memory"
 	// ErrCrashed: the plugin process died or its transport broke mid-job.
 	ErrCrashed ErrorKind = "crashed"
 	// ErrStalled: no progress within the watchdog window.
 	ErrStalled ErrorKind = "stalled"
+	// ErrTimedOut: the job ran past its kind's hard deadline (a plugin
+	// that reports progress forever never stalls).
+	ErrTimedOut ErrorKind = "timed_out"
 	// ErrUpload: the binary result could not be delivered.
 	ErrUpload ErrorKind = "upload_failed"
 	// ErrNoEngine: no plugin serves the offer's modelSource.engine.
 	ErrNoEngine ErrorKind = "no_engine"
 	// ErrFetch: a model file or task input could not be fetched.
 	ErrFetch ErrorKind = "fetch_failed"
-	// ErrPoison: the job crashed plugin instances repeatedly.
+	// ErrPoison: the job brought down two plugin instances in a row on
+	// this node. It is retryable: a node with more memory or another
+	// device may serve it, and the studio's attempt count bounds the
+	// retries; this node refuses the job if it is offered again.
 	ErrPoison ErrorKind = "poison"
 	// ErrCancelled: the job was cancelled (shutdown, studio gone).
 	ErrCancelled ErrorKind = "cancelled"
 )
 
 // Retryable reports whether a failure of this kind may succeed on another
-// attempt. Unsupported kinds and bad input fail the same way everywhere, and
-// a poison job has already crashed engines more than once; everything else
-// is a property of this node at this moment.
+// attempt. Unsupported kinds and bad input fail the same way everywhere;
+// everything else, node limits and poison included, is a property of this
+// node at this moment, and another node may do the job.
 //
 // ErrNoEngine is retryable on purpose (spec open point 10): the reference
 // worker sends true, and another worker that has the engine can serve the
 // job, so reporting false would lose work the farm can do.
 func (k ErrorKind) Retryable() bool {
 	switch k {
-	case ErrUnsupported, ErrBadInput, ErrPoison:
+	case ErrUnsupported, ErrBadInput:
 		return false
 	}
 	return true

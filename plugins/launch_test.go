@@ -85,6 +85,8 @@ func (e *testEngine) Run(ctx context.Context, req *plugins.RunRequest, ev plugin
 		return plugins.Errorf(plugins.ErrEngine, "model file is corrupt")
 	case "bad-input":
 		return plugins.Errorf(plugins.ErrBadInput, "messages are empty")
+	case "node-limit":
+		return plugins.Errorf(plugins.ErrNodeLimit, "2048x2048 is over this node's STOKER_SDCPP_MAX_SIDE")
 	case "invent-kind":
 		return &plugins.JobError{Kind: plugins.ErrPoison, Message: "I say this is poison"}
 	case "lie-ext":
@@ -198,6 +200,7 @@ func TestTypedFailures(t *testing.T) {
 	}{
 		{"engine-error", plugins.ErrEngine, true, "model file is corrupt"},
 		{"bad-input", plugins.ErrBadInput, false, "messages are empty"},
+		{"node-limit", plugins.ErrNodeLimit, true, "over this node's"},
 		{"invent-kind", plugins.ErrEngine, true, "poison"},
 		{"lie-ext", plugins.ErrEngine, true, "output extension"},
 		{"lie-json", plugins.ErrEngine, true, "not a JSON object or array"},

@@ -76,6 +76,13 @@ func (f *frameLog) hook(_ string, p devstudio.Point, jobID string) bool {
 	return false
 }
 
+// all returns the frames the studio received for job, in order.
+func (f *frameLog) all(job string) []frameAt {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]frameAt(nil), f.got[job]...)
+}
+
 // first returns when the studio first received a p frame for job.
 func (f *frameLog) first(job string, p devstudio.Point) (time.Time, bool) {
 	f.mu.Lock()

@@ -2,6 +2,7 @@ package engines
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -75,8 +76,9 @@ type Host struct {
 
 	changedCh chan struct{} // one-slot "a plugin changed state" notice
 
-	mu      sync.Mutex     // guards crashed
-	crashed map[string]int // job id → plugin instances it crashed in a row
+	// jobs remembers the jobs that brought down plugin instances, and the
+	// ones this node refuses.
+	jobs *jobMemory
 }
 
 // Start launches every configured plugin and returns once each has either
@@ -101,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger.Named("engines"), crashed: map[string]int{}, changedCh: make(chan struct{}, 1)}
+	h := &Host{cfg: cfg, log: cfg.Logger.Named("engines"), jobs: newJobMemory(), changedCh: make(chan struct{}, 1)}
 	seen := map[string]bool{}
 	for _, path := range cfg.Plugins {
 		abs, err := filepath.Abs(path)
@@ -166,15 +168,29 @@ func (h *Host) route(engine string) *slot {
 	return nil
 }
 
-// Check reports whether an offer for engine and kind should be taken now.
-// It refuses only what another node could serve better right now: an
-// engine whose plugin is quarantined after repeated crashes, or says it
-// cannot serve. A plugin that is being (re)started is not refused: a
-// restart takes milliseconds and Run waits for it (a refused offer would
-// cost the job an attempt and this worker for good). A job for an engine no
-// plugin serves is not refused here: it is accepted and failed loudly
-// (spec §6.4), as the reference worker does.
-func (h *Host) Check(engine string, kind plugins.TaskKind) error {
+// ErrUnavailable is wrapped by Check's error when the engine is only
+// briefly out of service (quarantined after repeated crashes, or waiting
+// out a restart backoff): the caller should refuse the offer in a way that
+// costs the job no attempt, since this node may serve it a minute later.
+var ErrUnavailable = errors.New("engine briefly unavailable")
+
+// Check reports whether an offer of job jobID for engine and kind should be
+// taken now. It refuses what another node could serve better right now:
+//   - a job that brought down two plugin instances here (it fails
+//     retryable; a bigger node may serve it);
+//   - an engine whose plugin is quarantined after repeated crashes, or
+//     dying over and over at idle and waiting out its restart backoff
+//     (wrapping ErrUnavailable);
+//   - an engine whose plugin says it cannot serve, or is stopped.
+//
+// A plugin that is being (re)started at once is not refused: a restart
+// takes milliseconds and Run waits for it. A job for an engine no plugin
+// serves is not refused here: it is accepted and failed loudly (spec §6.4),
+// as the reference worker does.
+func (h *Host) Check(jobID, engine string, kind plugins.TaskKind) error {
+	if plugin, refused := h.jobs.refuses(jobID); refused {
+		return fmt.Errorf("job %.64q brought down 2 %s instances on this node, which refuses it so that another node can take it", jobID, plugin)
+	}
 	s := h.route(engine)
 	if s == nil {
 		return nil
@@ -184,12 +200,17 @@ func (h *Host) Check(engine string, kind plugins.TaskKind) error {
 	case StateReady:
 		return nil
 	case StateQuarantined:
-		return fmt.Errorf("engine %s is quarantined after repeated crashes (until %s)", engine, st.QuarantinedUntil.Format(time.RFC3339))
+		return fmt.Errorf("%w: engine %s is quarantined after repeated crashes (until %s)", ErrUnavailable, engine, st.QuarantinedUntil.Format(time.RFC3339))
+	case StateRestarting:
+		if st.NextStart.After(h.cfg.Now()) {
+			return fmt.Errorf("%w: engine %s is restarting after repeated deaths (next start %s)", ErrUnavailable, engine, st.NextStart.Format(time.RFC3339Nano))
+		}
+		return nil
 	case StateNotReady:
 		return fmt.Errorf("engine %s is not ready: %s", engine, st.LastError)
 	case StateStopped:
 		return fmt.Errorf("engine %s is stopped", engine)
-	default: // starting, restarting: Run waits
+	default: // starting: Run waits
 		return nil
 	}
 }
@@ -257,17 +278,21 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 	je := plugins.AsJobError(err)
 	if je == nil {
 		s.markHealthy(p)
-		h.forget(req.JobID)
+		h.jobs.forget(req.JobID)
 		return nil
 	}
 	switch je.Kind {
-	case plugins.ErrCrashed, plugins.ErrOutOfMemory, plugins.ErrStalled:
+	case plugins.ErrCrashed, plugins.ErrOutOfMemory, plugins.ErrStalled, plugins.ErrTimedOut:
 		// Whatever is left of the instance goes; supervise relaunches.
 		p.KillNow()
-		if n := h.recordCrash(req.JobID); n >= 2 {
+		if n := h.jobs.crash(req.JobID); n >= 2 {
+			// Retryable: a node with more memory or another device may
+			// serve it, and the studio's attempt count bounds it. This
+			// node refuses it from now on (Check).
+			h.jobs.refuse(req.JobID, s.name)
 			return &plugins.JobError{
 				Kind:     plugins.ErrPoison,
-				Message:  fmt.Sprintf("poison job: it has now brought down %d %s plugin instances in a row; last: %s", n, s.name, je.Message),
+				Message:  fmt.Sprintf("poison job here: it has now brought down %d %s instances in a row on this node, which refuses it from now on (another node may serve it); last: %s", n, s.name, je.Message),
 				ExitCode: je.ExitCode, Signal: je.Signal, StderrTail: je.StderrTail, Err: je,
 			}
 		}
@@ -275,7 +300,7 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 	default:
 		// The plugin handled the job and reported its failure: healthy.
 		s.markHealthy(p)
-		h.forget(req.JobID)
+		h.jobs.forget(req.JobID)
 	}
 	return je
 }
@@ -308,24 +333,6 @@ func (h *Host) runWatched(ctx context.Context, s *slot, p *plugins.Plugin, req *
 	default:
 		return err
 	}
-}
-
-// recordCrash counts a crash caused by jobID and returns its count. The
-// map is bounded: it only ever holds jobs whose last run crashed.
-func (h *Host) recordCrash(jobID string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.crashed) > 1024 {
-		clear(h.crashed)
-	}
-	h.crashed[jobID]++
-	return h.crashed[jobID]
-}
-
-func (h *Host) forget(jobID string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.crashed, jobID)
 }
 
 // watchedEvents re-arms the stall watchdog on every event.

@@ -3,6 +3,7 @@ package engines_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"syscall"
 	"testing"
@@ -12,11 +13,16 @@ import (
 
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/plugins/plugintest"
+	"github.com/stokerhq/stoker/supervisor/internal/backoff"
 	"github.com/stokerhq/stoker/supervisor/internal/engines"
 )
 
 // The test binary doubles as a plugin (go-plugin's helperProcess pattern).
 const envServe = "STOKER_ENGINES_TEST_SERVE"
+
+// envDie makes the test plugin exit 50ms after it described itself: a
+// plugin dying over and over at idle.
+const envDie = "STOKER_ENGINES_TEST_DIE"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envServe) != "" {
@@ -29,6 +35,12 @@ func TestMain(m *testing.M) {
 type testEngine struct{}
 
 func (testEngine) Describe(context.Context) (*plugins.Description, error) {
+	if os.Getenv(envDie) != "" {
+		go func() {
+			time.Sleep(50 * time.Millisecond) // the fault: dying at idle
+			os.Exit(1)
+		}()
+	}
 	return &plugins.Description{
 		Name: "hosttest", Version: "1", ContractVersion: plugins.ContractVersion,
 		Engines: []string{"hosttest"}, Kinds: []plugins.TaskKind{plugins.KindLLM},
@@ -135,10 +147,21 @@ func TestCrashRestartsAndPoison(t *testing.T) {
 	if _, err := run(h, llm("good", "hi")); err != nil {
 		t.Errorf("the relaunched plugin does not serve: %v", err)
 	}
-	// The same job crashing a second instance in a row is poison.
+	// The same job crashing a second instance in a row is poison here, but
+	// retryable: a bigger node may serve it (the studio's attempt count
+	// bounds it).
 	_, err = run(h, llm("bad", "crash"))
-	if je := plugins.AsJobError(err); je == nil || je.Kind != plugins.ErrPoison || je.Retryable() {
-		t.Fatalf("got %v, want a non-retryable poison failure", err)
+	if je := plugins.AsJobError(err); je == nil || je.Kind != plugins.ErrPoison || !je.Retryable() {
+		t.Fatalf("got %v, want a retryable poison failure", err)
+	}
+	// This node refuses the job from now on, for good (not ErrUnavailable),
+	// and takes others.
+	waitFor(t, h, engines.StateReady, 2)
+	if err := h.Check("bad", "hosttest", plugins.KindLLM); err == nil || errors.Is(err, engines.ErrUnavailable) {
+		t.Errorf("Check(bad) = %v, want a refusal that is not ErrUnavailable", err)
+	}
+	if err := h.Check("good", "hosttest", plugins.KindLLM); err != nil {
+		t.Errorf("Check(good) = %v, want nil", err)
 	}
 }
 
@@ -157,8 +180,32 @@ func TestCrashLoopQuarantines(t *testing.T) {
 	if len(h.Offerings()) != 0 {
 		t.Errorf("a quarantined plugin still advertises %v", h.Offerings())
 	}
-	if err := h.Check("hosttest", plugins.KindLLM); err == nil {
-		t.Errorf("Check accepts offers for a quarantined engine")
+	if err := h.Check("next", "hosttest", plugins.KindLLM); !errors.Is(err, engines.ErrUnavailable) {
+		t.Errorf("Check = %v for a quarantined engine, want an error wrapping ErrUnavailable", err)
+	}
+}
+
+// TestCheckRefusesARestartBackoff: a plugin that keeps dying at idle waits
+// out a backoff before its next start; an offer meanwhile is refused as
+// briefly unavailable (the studio loses no attempt), where an offer during
+// an immediate relaunch is taken and waits.
+func TestCheckRefusesARestartBackoff(t *testing.T) {
+	h := startHost(t, engines.Config{Env: []string{envDie + "=1"}, Restart: backoff.Policy{Base: time.Hour, Max: time.Hour},
+		Breaker: engines.Breaker{Crashes: 100}})
+	deadline := time.After(30 * time.Second)
+	for {
+		st := h.Status()[0]
+		if st.State == engines.StateRestarting && !st.NextStart.IsZero() {
+			break
+		}
+		select {
+		case <-h.Changed():
+		case <-deadline:
+			t.Fatalf("plugin never waited out a backoff: %+v", h.Status()[0])
+		}
+	}
+	if err := h.Check("j", "hosttest", plugins.KindLLM); !errors.Is(err, engines.ErrUnavailable) {
+		t.Errorf("Check = %v during a restart backoff, want an error wrapping ErrUnavailable", err)
 	}
 }
 

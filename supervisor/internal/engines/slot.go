@@ -34,7 +34,10 @@ type PluginStatus struct {
 	Crashes          int                  // deaths, failed starts included
 	LastError        string
 	QuarantinedUntil time.Time
-	Since            time.Time // when State was entered
+	// NextStart is when a restarting plugin is launched again after a
+	// backoff; zero when it is relaunched at once.
+	NextStart time.Time
+	Since     time.Time // when State was entered
 	// LastExit is when the last instance died (reaped by the host), and
 	// LastExitStatus how; zero and "" before any death.
 	LastExit       time.Time
@@ -60,6 +63,9 @@ type slot struct {
 	breaker  Breaker
 	lastExit time.Time
 	lastStat string
+	// nextStart is when the backoff before the next launch ends (zero:
+	// at once, or not restarting).
+	nextStart time.Time
 	// servingCh is closed while the slot serves (ready or not ready) and
 	// replaced by an open one when the instance dies: Run waits on it.
 	servingCh chan struct{}
@@ -155,6 +161,9 @@ func (s *slot) status() PluginStatus {
 		st.Pid = s.proc.Pid()
 	}
 	st.LastExit, st.LastExitStatus = s.lastExit, s.lastStat
+	if s.state == StateRestarting {
+		st.NextStart = s.nextStart
+	}
 	if q, until := s.breaker.Quarantined(s.host.cfg.Now()); q {
 		st.QuarantinedUntil = until
 	}
@@ -244,6 +253,10 @@ func (s *slot) supervise(ctx context.Context) {
 			log.Warn("plugin quarantined after repeated crashes", "until", until, "crashes", s.breaker.Crashes, "window", s.breaker.Window)
 		} else {
 			s.setLocked(StateRestarting)
+		}
+		s.nextStart = time.Time{}
+		if wait > 0 {
+			s.nextStart = now.Add(wait)
 		}
 		s.restarts++
 		s.mu.Unlock()

@@ -29,7 +29,7 @@ import (
 
 // Engines is what the runner needs of the engine host.
 type Engines interface {
-	Check(engine string, kind plugins.TaskKind) error
+	Check(jobID, engine string, kind plugins.TaskKind) error
 	Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error
 }
 
@@ -95,7 +95,9 @@ func New(cfg Config) (*Runner, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
-	return &Runner{cfg: cfg, log: cfg.Logger.Named("jobs")}, nil
+	r := &Runner{cfg: cfg, log: cfg.Logger.Named("jobs")}
+	r.removeLeftovers()
+	return r, nil
 }
 
 // Current returns the job in flight, if any.
@@ -116,11 +118,34 @@ func (r *Runner) update(f func(c *Current)) {
 	}
 }
 
-// Admit refuses offers for an engine that is quarantined or restarting;
-// another worker can take them now. It does not block.
+// Admit refuses the offers the engine host refuses (engines.Host.Check): a
+// job that brought down two plugin instances here, an engine that cannot
+// serve, and one that is only briefly unavailable (quarantined, or waiting
+// out a restart backoff). It does not block.
+//
+// The briefly unavailable engine's refusal carries the reject code busy.
+// The spec knows two codes that requeue a job without counting an attempt
+// (§4.1.4, §9.3): paused says the operator took the worker out of service,
+// busy that it cannot take this job right now, which is the case here. Any
+// other refusal has no code, so the studio offers the job elsewhere and
+// counts the attempt: this node cannot do it in the minutes that matter.
 func (r *Runner) Admit(claim *protocol.JobOfferClaim) error {
-	return r.cfg.Engines.Check(claim.ModelSource.Engine, plugins.TaskKind(claim.Task.Kind))
+	err := r.cfg.Engines.Check(claim.JobID, claim.ModelSource.Engine, plugins.TaskKind(claim.Task.Kind))
+	if errors.Is(err, engines.ErrUnavailable) {
+		return &Refusal{Code: protocol.RejectBusy, Err: err}
+	}
+	return err
 }
+
+// Refusal is an Admit error that carries a reject code.
+type Refusal struct {
+	Code protocol.RejectCode
+	Err  error
+}
+
+func (e *Refusal) Error() string                   { return e.Err.Error() }
+func (e *Refusal) Unwrap() error                   { return e.Err }
+func (e *Refusal) RejectCode() protocol.RejectCode { return e.Code }
 
 // RunJob runs one accepted job and reports its outcome through rep. It
 // returns once the outcome was sent (or could not be).
@@ -139,7 +164,7 @@ func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep 
 		"game", claim.GameID, "asset", claim.AssetName, "vram_estimate_gb", claim.VramGbEstimate)
 	start := time.Now()
 
-	dir := &scratch{parent: r.cfg.WorkDir, prefix: "job-" + safeName(claim.JobID) + "-"}
+	dir := &scratch{parent: r.cfg.WorkDir, prefix: scratchPrefix + safeName(claim.JobID) + "-"}
 	defer dir.remove()
 
 	req, lease, err := r.prepare(ctx, claim, dir)
@@ -433,6 +458,37 @@ func (e *binaryEvents) finish(runErr error) <-chan error {
 		}
 	}
 	return e.uploadDone
+}
+
+// scratchPrefix starts the name of every job's scratch directory.
+const scratchPrefix = "job-"
+
+// removeLeftovers removes the scratch directories a killed run left in
+// WorkDir. A job's directory goes when the job is reported, so any found
+// before the first job belongs to no job. One agent runs per state dir
+// (its start-up reaper kills the plugins of any other). Names the runner
+// does not make are left alone; failures are logged, since a leftover only
+// costs disk.
+func (r *Runner) removeLeftovers() {
+	ents, err := os.ReadDir(r.cfg.WorkDir)
+	if err != nil {
+		r.log.Warn("cannot list the job scratch dir", "dir", r.cfg.WorkDir, "error", err)
+		return
+	}
+	removed := 0
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), scratchPrefix) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.cfg.WorkDir, e.Name())); err != nil {
+			r.log.Warn("cannot remove job scratch left by an earlier run", "path", e.Name(), "error", err)
+			continue
+		}
+		removed++
+	}
+	if removed > 0 {
+		r.log.Info("removed job scratch left by an earlier run", "dir", r.cfg.WorkDir, "count", removed)
+	}
 }
 
 // scratch is a job's scratch directory, made on first use: most JSON jobs

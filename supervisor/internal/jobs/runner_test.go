@@ -5,22 +5,30 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/supervisor/internal/engines"
 	"github.com/stokerhq/stoker/supervisor/internal/models"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
 // fakeEngines runs a function as the engine.
 type fakeEngines struct {
-	run func(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error
+	run   func(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error
+	check func(jobID, engine string, kind plugins.TaskKind) error
 }
 
-func (f fakeEngines) Check(string, plugins.TaskKind) error { return nil }
+func (f fakeEngines) Check(jobID, engine string, kind plugins.TaskKind) error {
+	if f.check == nil {
+		return nil
+	}
+	return f.check(jobID, engine, kind)
+}
 func (f fakeEngines) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error {
 	return f.run(ctx, req, ev)
 }
@@ -214,5 +222,33 @@ func TestFailMessageIsBounded(t *testing.T) {
 	msg := FailMessage(&plugins.JobError{Kind: plugins.ErrEngine, Message: strings.Repeat("x", 10000)})
 	if len(msg) > maxFailMessage || !bytes.HasPrefix([]byte(msg), []byte("engine_error: x")) {
 		t.Errorf("message of %d bytes: %.40q", len(msg), msg)
+	}
+}
+
+// TestAdmitCodes: an engine that is only briefly unavailable is refused
+// busy (the studio requeues the job without counting an attempt); any
+// other refusal carries no code, so the studio offers the job elsewhere.
+func TestAdmitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want protocol.RejectCode
+	}{
+		{"quarantined", fmt.Errorf("%w: engine e is quarantined", engines.ErrUnavailable), protocol.RejectBusy},
+		{"refused job", errors.New("job j brought down 2 x instances on this node"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRunner(t, fakeEngines{check: func(string, string, plugins.TaskKind) error { return tt.err }}, fakeModels{})
+			err := r.Admit(claim(protocol.KindLLM))
+			var code protocol.RejectCode
+			var coded interface{ RejectCode() protocol.RejectCode }
+			if errors.As(err, &coded) {
+				code = coded.RejectCode()
+			}
+			if err == nil || code != tt.want || err.Error() != tt.err.Error() {
+				t.Errorf("Admit = %v with code %q, want %q with code %q", err, code, tt.err, tt.want)
+			}
+		})
 	}
 }

@@ -32,15 +32,15 @@ func (f *Frames) Hook(_ string, p devstudio.Point, jobID string) bool {
 		return false
 	}
 	switch p {
-	case devstudio.PointAccept, devstudio.PointFail, devstudio.PointCompleteJSON, devstudio.PointUploadStart:
+	case devstudio.PointAccept, devstudio.PointFail, devstudio.PointCompleteJSON, devstudio.PointUploadStart, devstudio.PointReject:
 	default:
 		return false
 	}
 	now := time.Now()
 	msg := ""
-	if p == devstudio.PointAccept && f.Job != nil {
+	if (p == devstudio.PointAccept || p == devstudio.PointReject) && f.Job != nil {
 		if v, ok := f.Job(jobID); ok {
-			msg = v.Error // the previous attempt's fail, if any
+			msg = v.Error // the previous attempt's fail, if any (a reject replaces it)
 		}
 	}
 	f.mu.Lock()
@@ -96,6 +96,9 @@ func (f *Frames) Attempts() (attempts, lost, duplicates int) {
 			}
 		}
 		for _, fr := range frames {
+			if fr.Point == devstudio.PointReject {
+				continue // an offer refused: no attempt, no outcome
+			}
 			if fr.Point == devstudio.PointAccept {
 				if outcomes >= 0 {
 					closeAttempt()

@@ -62,11 +62,14 @@ type Report struct {
 	Jobs               int
 	Injected           int
 	Completed          int
-	FailedRetryable    int // failed for good after MaxAttempts retryable failures
-	FailedNonRetryable int // including poison
-	Poison             int
-	Attempts           int
-	PluginRestarts     int
+	FailedRetryable    int // failed for good after MaxAttempts retryable failures or refusals
+	FailedNonRetryable int
+	// Poison counts the failed jobs that brought down two plugin
+	// instances: each failed retryable (a bigger node may serve it) and
+	// was then refused by this node, until the attempts ran out.
+	Poison         int
+	Attempts       int
+	PluginRestarts int
 	// Crash → fail received by the studio; crash → plugin serving again.
 	FailLatency  []time.Duration
 	ServeLatency []time.Duration
@@ -217,9 +220,9 @@ func tally(rep *Report, views []devstudio.JobView, frames *Frames, log *AgentLog
 		switch {
 		case v.Status == devstudio.JobCompleted:
 			rep.Completed++
-		case v.Status == devstudio.JobFailed && strings.HasPrefix(v.Error, "poison: "):
+		case v.Status == devstudio.JobFailed && strings.Contains(v.Error, "brought down 2"):
 			rep.Poison++
-			rep.FailedNonRetryable++
+			rep.FailedRetryable++
 		case v.Status == devstudio.JobFailed && v.Retryable:
 			rep.FailedRetryable++
 		case v.Status == devstudio.JobFailed:
@@ -269,8 +272,8 @@ func (r *Report) Print(w io.Writer) {
 		{"injected faults", fmt.Sprintf("%d (%.0f%%)", r.Injected, 100*float64(r.Injected)/float64(max(r.Jobs, 1)))},
 		{"completed", strconv.Itoa(r.Completed)},
 		{"failed retryable", strconv.Itoa(r.FailedRetryable)},
+		{"  of which poison, refused", strconv.Itoa(r.Poison)},
 		{"failed non-retryable", strconv.Itoa(r.FailedNonRetryable)},
-		{"  of which poison", strconv.Itoa(r.Poison)},
 		{"attempts", strconv.Itoa(r.Attempts)},
 		{"plugin restarts", strconv.Itoa(r.PluginRestarts)},
 		{"crash -> fail received p50", ms(Percentile(r.FailLatency, 50))},

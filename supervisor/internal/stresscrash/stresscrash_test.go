@@ -24,6 +24,7 @@ func TestAttempts(t *testing.T) {
 		{"never answered", []devstudio.Point{devstudio.PointAccept}, 1, 1, 0},
 		{"duplicate", []devstudio.Point{devstudio.PointAccept, devstudio.PointFail, devstudio.PointCompleteJSON}, 1, 0, 1},
 		{"outcome without accept", []devstudio.Point{devstudio.PointFail}, 0, 0, 1},
+		{"refused after two crashes", []devstudio.Point{devstudio.PointAccept, devstudio.PointFail, devstudio.PointAccept, devstudio.PointFail, devstudio.PointReject}, 2, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +47,9 @@ func TestFailMessagesFromTheNextAccept(t *testing.T) {
 	f.Hook("w", devstudio.PointFail, "j")
 	f.Hook("w", devstudio.PointAccept, "j") // the studio holds the first fail's message now
 	f.Hook("w", devstudio.PointFail, "j")
-	f.Finish([]devstudio.JobView{{ID: "j", Error: "poison: second"}})
+	views["j"] = devstudio.JobView{ID: "j", Error: "poison: second"}
+	f.Hook("w", devstudio.PointReject, "j") // the refusal's reason replaces it in the studio
+	f.Finish([]devstudio.JobView{{ID: "j", Error: "rejected by w: refused here"}})
 	got := map[string]bool{}
 	for _, fl := range f.Fails() {
 		got[fl.Message] = true
@@ -68,10 +71,10 @@ func TestTallyAndPrint(t *testing.T) {
 	log.Line([]byte(`not json`))
 	rep := &Report{Jobs: 2}
 	tally(rep, []devstudio.JobView{
-		{ID: "a", Status: devstudio.JobFailed, Error: "poison: x"},
+		{ID: "a", Status: devstudio.JobFailed, Retryable: true, Error: "rejected by w-1: job \"a\" brought down 2 faults-plugin instances on this node"},
 		{ID: "b", Status: devstudio.JobCompleted},
 	}, &f, &log)
-	if rep.Completed != 1 || rep.Poison != 1 || rep.FailedNonRetryable != 1 || rep.PluginRestarts != 1 || rep.Lost != 0 || rep.Duplicates != 0 {
+	if rep.Completed != 1 || rep.Poison != 1 || rep.FailedRetryable != 1 || rep.PluginRestarts != 1 || rep.Lost != 0 || rep.Duplicates != 0 {
 		t.Errorf("report %+v", rep)
 	}
 	if len(rep.FailLatency) != 1 || rep.FailLatency[0] != 12*time.Millisecond || len(rep.ServeLatency) != 1 || rep.ServeLatency[0] != 80*time.Millisecond {

@@ -24,8 +24,12 @@ import (
 type JobRunner interface {
 	// Admit is called for an offer after the paused and busy checks and
 	// claim validation, before accept. A non-nil error rejects the offer
-	// with err.Error() as reason (no code), e.g. when no plugin serves
-	// modelSource.engine or the engine is quarantined. It must not block.
+	// with err.Error() as reason, e.g. when the engine's plugin cannot
+	// serve or this node refuses the job. The reject carries no code,
+	// unless the error (or one it wraps) has a method
+	// RejectCode() protocol.RejectCode: then that code (busy for an engine
+	// that is only briefly unavailable, so the job loses no attempt). It
+	// must not block.
 	Admit(claim *protocol.JobOfferClaim) error
 	// RunJob runs an accepted job to its end. The session calls it on a
 	// goroutine of its own after a successful accept send, with

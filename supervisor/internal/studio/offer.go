@@ -2,6 +2,7 @@ package studio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -64,6 +65,16 @@ func (s *session) refuse(claim *protocol.JobOfferClaim, msg string, cause error,
 	s.reject(claim.JobID, reason, code)
 }
 
+// rejectCodeOf is the reject code an Admit error carries (see JobRunner),
+// or none.
+func rejectCodeOf(err error) protocol.RejectCode {
+	var coded interface{ RejectCode() protocol.RejectCode }
+	if errors.As(err, &coded) {
+		return coded.RejectCode()
+	}
+	return ""
+}
+
 // finishingWait bounds how long an offer waits for a slot whose job is
 // reporting its outcome before it is rejected busy.
 const finishingWait = 2 * time.Second
@@ -89,7 +100,7 @@ func (s *session) start(ctx context.Context, claim *protocol.JobOfferClaim) {
 	}
 	if err := c.cfg.Jobs.Admit(claim); err != nil {
 		c.busy.Store(false)
-		s.refuse(claim, "rejecting offer the worker cannot serve", err, err.Error(), "")
+		s.refuse(claim, "rejecting offer the worker cannot serve", err, err.Error(), rejectCodeOf(err))
 		return
 	}
 	s.log.Info("offer received", "job", claim.JobID, "game", claim.GameID, "asset", claim.AssetName,
