@@ -120,6 +120,9 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 	cfg.APIBaseURL = srv.URL()
 	cfg.StateDir = filepath.Join(state, "agent")
 	cfg.ModelsRoot = filepath.Join(state, "models")
+	// A one-machine tool: the dev models come from the dev studio on
+	// loopback, which downloads may not reach unless allowed.
+	cfg.FetchAllow = append(cfg.FetchAllow, "127.0.0.0/8", "::1")
 	cfg.WorkerID, cfg.AuthToken = "", secret.Value{}
 	if err := registration.Reset(cfg.StateDir); err != nil {
 		return err

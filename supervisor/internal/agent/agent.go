@@ -126,6 +126,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		UserAgent:    "studio-worker/" + Version,
 		Logger:       log.Named("models"),
 		AllowFileDir: cfg.InputFileDir,
+		Allow:        cfg.FetchAllow,
 	})
 	if err != nil {
 		return fmt.Errorf("models: %w", err)

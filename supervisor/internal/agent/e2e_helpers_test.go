@@ -112,7 +112,8 @@ type stackOptions struct {
 	catalog     func(*devstudio.Server, *devstudio.Catalog)
 	logOutput   io.Writer
 	hooks       devstudio.Hooks
-	listen      string // the local API's address; "" turns it off
+	listen      string   // the local API's address; "" turns it off
+	env         []string // more STOKER_ variables, after the stack's own
 }
 
 // startStack starts the dev studio on 127.0.0.1:0 and the agent with the
@@ -140,7 +141,7 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 		o.catalog(srv, cat)
 	}
 
-	a, state := runAgent(tb, srv.URL(), log, "STOKER_LISTEN="+o.listen)
+	a, state := runAgent(tb, srv.URL(), log, append([]string{"STOKER_LISTEN=" + o.listen}, o.env...)...)
 	return &stack{studio: srv, agent: a, files: files, state: state}
 }
 
@@ -165,7 +166,9 @@ func runAgent(tb testing.TB, studioURL string, log hclog.InterceptLogger, env ..
 	return runAgentWith(tb, studioURL, pluginDir, log, env...)
 }
 
-// runAgentWith is runAgent with the plugins in pluginDir.
+// runAgentWith is runAgent with the plugins in pluginDir. Downloads may
+// reach loopback, where the dev studio serves the dev models and inputs;
+// an env entry STOKER_FETCH_ALLOW= takes that away.
 func runAgentWith(tb testing.TB, studioURL, pluginDir string, log hclog.InterceptLogger, env ...string) (*agent.Agent, string) {
 	tb.Helper()
 	state := tb.TempDir()
@@ -173,6 +176,7 @@ func runAgentWith(tb testing.TB, studioURL, pluginDir string, log hclog.Intercep
 		"STOKER_API_BASE_URL=" + studioURL,
 		"STOKER_STATE_DIR=" + state,
 		"STOKER_PLUGIN_DIR=" + pluginDir,
+		"STOKER_FETCH_ALLOW=127.0.0.0/8,::1",
 	}, env...))
 	if err != nil {
 		tb.Fatal(err)

@@ -81,6 +81,11 @@ func TestDependencyRules(t *testing.T) {
 			allowOnly: []string{"supervisor/internal/httpguard"},
 		},
 		{
+			name:      "the dial guard stands alone",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/dialguard") },
+			allowOnly: []string{"supervisor/internal/dialguard"},
+		},
+		{
 			name:      "the wire contract stands alone",
 			applies:   func(p string) bool { return under(p, "supervisor/internal/protocol") },
 			allowOnly: []string{"supervisor/internal/protocol"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/stokerhq/stoker/supervisor/internal/dialguard"
 	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
 	"github.com/stokerhq/stoker/supervisor/internal/secret"
 )
@@ -70,6 +71,14 @@ type Config struct {
 	// refused, which stops DNS rebinding. As a variable, comma-separated.
 	// (none)
 	AllowedHosts []string `toml:"allowed_hosts"`
+	// FetchAllow lists what model and input downloads may connect to
+	// besides public addresses: networks ("10.1.0.0/16"), addresses
+	// ("127.0.0.1", "::1") and host names ("mirror.lan", any address it
+	// resolves to). Loopback, private, link-local and other non-public
+	// addresses are refused otherwise, on the address dialled. For local
+	// mirrors and test servers; agent -dev adds loopback. As a variable:
+	// STOKER_FETCH_ALLOW="127.0.0.0/8,::1". (none)
+	FetchAllow []string `toml:"fetch_allow"`
 	// InputFileDir allows file:// task inputs inside this directory. ("":
 	// refused)
 	InputFileDir string `toml:"input_file_dir"`
@@ -236,6 +245,9 @@ func (c *Config) Validate() error {
 		if !validHostName(h) {
 			errs = append(errs, fmt.Errorf("allowed_hosts: %q is not a host name (no scheme, port or spaces)", h))
 		}
+	}
+	if _, err := dialguard.Parse(c.FetchAllow); err != nil {
+		errs = append(errs, fmt.Errorf("fetch_allow: %w", err))
 	}
 	if (c.WorkerID == "") != c.AuthToken.IsZero() {
 		errs = append(errs, errors.New("worker_id and auth_token must be set together (or both left to registration)"))

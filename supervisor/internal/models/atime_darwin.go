@@ -4,6 +4,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // lastUsed returns a file's last-used time: its access time, which the store
@@ -14,3 +16,15 @@ func lastUsed(fi os.FileInfo) time.Time {
 	}
 	return fi.ModTime()
 }
+
+// setAtimeNow sets p's access time to now, leaving its modification time
+// (which the verification record keys on) alone, and does not follow a
+// symlink at p.
+func setAtimeNow(p string) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(time.Now().UnixNano()), {Nsec: utimeOmit}}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// utimeOmit is UTIME_OMIT of macOS's <sys/stat.h>, which x/sys/unix does
+// not define for darwin.
+const utimeOmit = -2

@@ -27,7 +27,10 @@ type Config struct {
 	// HTTPClient makes the requests (default: a new client with
 	// http.DefaultTransport's settings). The store uses a copy whose
 	// CheckRedirect enforces the URL policy and whose Timeout is unset;
-	// the timeouts below apply instead.
+	// the timeouts below apply instead. Its Transport must be nil or an
+	// *http.Transport: the store uses a clone whose dialer checks every
+	// address against Allow (its DialContext and DialTLSContext are
+	// replaced).
 	HTTPClient *http.Client
 
 	// UserAgent is sent with every request (default "studio-worker/stoker";
@@ -45,6 +48,25 @@ type Config struct {
 	// this directory, after symlinks are resolved (default "": file:// is
 	// refused). Model files never come from file:// URLs.
 	AllowFileDir string
+
+	// Allow lists the networks ("10.1.0.0/16"), addresses ("127.0.0.1",
+	// "::1") and host names ("mirror.lan") the store may connect to besides
+	// public addresses (default none: loopback, private, link-local and
+	// other non-public addresses are refused, checked on every address
+	// dialled, redirects included). Tests and local mirrors allow theirs
+	// here; see package dialguard.
+	Allow []string
+
+	// MaxFileBytes caps one model file, in bytes, whatever the studio
+	// declares or the server sends (default 256 GiB). A larger
+	// Content-Length is refused before the body is read; a body without one
+	// is cut off at the cap.
+	MaxFileBytes int64
+
+	// MinFreeBytes is the disk space a model download leaves free on the
+	// file system of Root (default 1 GiB): checked before the request,
+	// again once the size is known, and every 64 MiB while writing.
+	MinFreeBytes int64
 
 	// MaxRedirects bounds the redirects followed per request (default 5).
 	MaxRedirects int
@@ -88,6 +110,18 @@ const (
 	defaultInputTimeout     = 120 * time.Second
 	defaultIdleTimeout      = 60 * time.Second
 	defaultProgressInterval = 5 * time.Second
+	// defaultMaxFileBytes: no single model file comes near it (Hugging Face
+	// stores at most 50 GB per file; bigger models come in shards), yet a
+	// server that streams forever stops here if the disk reserve did not
+	// stop it first.
+	defaultMaxFileBytes = 256 << 30
+	// defaultMinFreeBytes: what the rest of the node needs on the same disk
+	// (job inputs and spooled results in the state dir, logs) after a
+	// download; well above the 64 MiB written between two checks.
+	defaultMinFreeBytes = 1 << 30
+	// diskCheckEvery is how many bytes a download writes between two
+	// checks of the free space: one statfs per 64 MiB costs nothing.
+	diskCheckEvery = 64 << 20
 )
 
 // withDefaults returns a copy of c with defaults applied.
@@ -116,6 +150,12 @@ func (c Config) withDefaults() Config {
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = defaultProgressInterval
 	}
+	if c.MaxFileBytes == 0 {
+		c.MaxFileBytes = defaultMaxFileBytes
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = defaultMinFreeBytes
+	}
 	return c
 }
 
@@ -127,6 +167,8 @@ func (c Config) validate() error {
 		return errors.New("max bytes is negative")
 	case c.InputLimit < 0:
 		return errors.New("input limit is negative")
+	case c.MaxFileBytes < 0 || c.MinFreeBytes < 0:
+		return errors.New("max file bytes or min free bytes is negative")
 	case c.MaxRedirects < 0:
 		return errors.New("max redirects is negative")
 	case c.ModelTimeout < 0 || c.InputTimeout < 0 || c.IdleTimeout < 0 || c.ProgressInterval < 0:

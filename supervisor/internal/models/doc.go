@@ -21,6 +21,16 @@
 //     a loopback address; anything else is refused before any request, and so
 //     is a redirect that leaves that set, goes from https to http, or exceeds
 //     the redirect limit.
+//   - Only public addresses are connected to, unless [Config.Allow] lists the
+//     target: the check runs on every address dialled, redirects included
+//     (package dialguard).
+//   - Only root and the agent's user may be able to change Root and every
+//     directory above and inside it ([ErrUnsafe]); files in it are opened
+//     without following symlinks, and a .part or lock that is not a plain
+//     file of its own is replaced, never written through.
+//   - A model file is at most [Config.MaxFileBytes], and a download leaves
+//     [Config.MinFreeBytes] free on the disk, checked while it writes.
+//   - No error carries bytes the server sent: errors become fail messages.
 //   - A file already present is reused without network; a legacy flat file
 //     only when its size equals approxBytes (when given). A requested sha256
 //     is checked against a file on disk once and remembered.
@@ -37,8 +47,9 @@
 //
 // Every error returned by [Store.Fetch], [Store.Acquire] and
 // [Store.FetchInput] is an *[Error]. errors.Is(err, [ErrRefused]) reports a
-// hostile or invalid request (name, scheme, redirect, size, content): the
-// same request fails the same way anywhere, so the job is bad input. Anything
-// else (network, status, checksum, disk) is a fetch failure worth retrying;
-// [Error.Retryable] says which.
+// hostile or invalid request (name, scheme, redirect, address, size,
+// content): the same request fails the same way anywhere, so the job is bad
+// input. Anything else (network, status, checksum, disk, an unsafe cache
+// directory) is a fetch failure worth retrying; [Error.Retryable] says
+// which.
 package models

@@ -3,11 +3,15 @@ package models
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +20,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/stokerhq/stoker/supervisor/internal/dialguard"
 )
 
 const (
@@ -36,9 +42,9 @@ const (
 // caller's context; dctx adds the download timeout. Any failure removes the
 // .part, except a cancel of ctx itself (shutdown, job cancelled): then the
 // bytes are kept for the next attempt to resume.
-func (s *Store) download(ctx, dctx context.Context, dir string, f File, dst string) (err error) {
+func (s *Store) download(ctx, dctx context.Context, model string, f File, dst string) (err error) {
 	part := dst + partSuffix
-	pf, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	pf, err := s.openOwn(part)
 	if err != nil {
 		return err
 	}
@@ -54,7 +60,17 @@ func (s *Store) download(ctx, dctx context.Context, dir string, f File, dst stri
 		return err
 	}
 	have := fi.Size()
-	if err := preflight(filepath.Dir(dst), f.ApproxBytes, have); err != nil {
+	dir := filepath.Dir(dst)
+	// spec §6.6 step 3: approxBytes × 1.1, less what the .part holds.
+	need := uint64(0)
+	if a := f.ApproxBytes; a > 0 {
+		need = a + a/10
+		if need < a { // overflow: a hint that large cannot fit anyway
+			need = math.MaxUint64
+		}
+		need -= min(need, uint64(have))
+	}
+	if err := s.preflight(dir, need); err != nil {
 		return err
 	}
 
@@ -66,14 +82,22 @@ func (s *Store) download(ctx, dctx context.Context, dir string, f File, dst stri
 		}
 	}
 
-	t := &transfer{s: s, model: dir, file: f.Filename, url: f.URL}
+	t := &transfer{s: s, model: model, file: f.Filename, url: f.URL, dir: dir}
 	resp, total, err := t.open(dctx, pf, h, &have)
 	if err != nil {
 		return err
 	}
 	defer resp.body.Close()
+	if total > s.cfg.MaxFileBytes {
+		return fmt.Errorf("%w: %d bytes, over the limit of %d bytes for a model file", ErrTooLarge, total, s.cfg.MaxFileBytes)
+	}
+	if total >= 0 && f.ApproxBytes == 0 {
+		if err := s.preflight(dir, uint64(max(0, total-have))); err != nil {
+			return err
+		}
+	}
 
-	s.log.Info("downloading model file", "model", dir, "file", f.Filename, "url", redactURL(f.URL),
+	s.log.Info("downloading model file", "model", model, "file", f.Filename, "url", redactURL(f.URL),
 		"resume_from", have, "total", total)
 	n, err := t.copy(pf, h, resp.body, have, total)
 	if err != nil {
@@ -102,24 +126,32 @@ func (s *Store) download(ctx, dctx context.Context, dir string, f File, dst stri
 	return nil
 }
 
-// preflight requires approx × 1.1 bytes free in dir, less the bytes a .part
-// already holds (spec §6.6 step 3). A file system that cannot tell passes.
-func preflight(dir string, approx uint64, have int64) error {
-	if approx == 0 {
-		return nil
-	}
-	free, known, err := freeBytes(dir)
+// preflight requires need bytes plus Config.MinFreeBytes free in dir. A
+// file system that cannot tell passes.
+func (s *Store) preflight(dir string, need uint64) error {
+	free, known, err := s.freeBytes(dir)
 	if err != nil || !known {
 		return nil
 	}
-	need := approx + approx/10
-	if have > 0 && uint64(have) < need {
-		need -= uint64(have)
+	want := need + uint64(s.cfg.MinFreeBytes)
+	if want < need {
+		want = math.MaxUint64
 	}
-	if free < need {
-		return fmt.Errorf("%w: %d bytes free in %s, need %d", ErrNoSpace, free, dir, need)
+	if free < want {
+		return fmt.Errorf("%w: %d bytes free in %s, need %d (%d for the file, %d kept free)",
+			ErrNoSpace, free, dir, want, need, s.cfg.MinFreeBytes)
 	}
 	return nil
+}
+
+// lowOnDisk returns an ErrNoSpace error once the free space in dir is below
+// Config.MinFreeBytes.
+func (s *Store) lowOnDisk(dir string) error {
+	free, known, err := s.freeBytes(dir)
+	if err != nil || !known || free >= uint64(s.cfg.MinFreeBytes) {
+		return nil
+	}
+	return fmt.Errorf("%w: %d bytes free in %s, below the %d kept free", ErrNoSpace, free, dir, s.cfg.MinFreeBytes)
 }
 
 // syncDir makes a rename in dir durable; failure only weakens durability.
@@ -136,6 +168,7 @@ type transfer struct {
 	model string
 	file  string
 	url   string
+	dir   string // where the file is written, for the free-space checks
 }
 
 // open issues the GET, with a Range header when *have > 0, and follows spec
@@ -202,7 +235,9 @@ func (t *transfer) open(ctx context.Context, pf *os.File, h hash.Hash, have *int
 // returns the bytes copied; total is the expected final size. Reading and
 // the write-and-hash run on two goroutines over a few large buffers, so the
 // hash costs next to nothing on a machine with a spare core; writeback to
-// disk starts as the data arrives, so the final fsync is short.
+// disk starts as the data arrives, so the final fsync is short. The file
+// may not grow past Config.MaxFileBytes, and the writer stops when the
+// disk's free space falls below Config.MinFreeBytes.
 func (t *transfer) copy(pf *os.File, h hash.Hash, src io.Reader, have, total int64) (int64, error) {
 	m := newMeter(t.s, t.model, t.file, have, total)
 	free := make(chan []byte, copyBuffers)
@@ -217,7 +252,7 @@ func (t *transfer) copy(pf *os.File, h hash.Hash, src io.Reader, have, total int
 	)
 	go func() {
 		defer close(done)
-		off, synced := have, have
+		off, synced, checked := have, have, have
 		for b := range full {
 			if werr == nil {
 				if _, err := pf.Write(b); err != nil {
@@ -230,6 +265,13 @@ func (t *transfer) copy(pf *os.File, h hash.Hash, src io.Reader, have, total int
 						startWriteback(pf, synced, off-synced)
 						synced = off
 					}
+					if off-checked >= t.s.diskCheckEvery {
+						checked = off
+						if err := t.s.lowOnDisk(t.dir); err != nil {
+							werr = err
+							failed.Store(true)
+						}
+					}
 				}
 			}
 			free <- b[:cap(b)]
@@ -240,6 +282,11 @@ func (t *transfer) copy(pf *os.File, h hash.Hash, src io.Reader, have, total int
 	for !failed.Load() {
 		buf := <-free
 		k, err := fill(src, buf)
+		if have+n+int64(k) > t.s.cfg.MaxFileBytes {
+			free <- buf
+			rerr = fmt.Errorf("%w: more than %d bytes, the limit for a model file", ErrTooLarge, t.s.cfg.MaxFileBytes)
+			break
+		}
 		if k > 0 {
 			full <- buf[:k]
 			n += int64(k)
@@ -323,16 +370,53 @@ type response struct {
 	body   io.ReadCloser
 }
 
-// statusError describes a non-2xx (or unexpected) status, with the start of
-// the body, which often says why.
+// statusError describes a non-2xx (or unexpected) status. Nothing of the
+// body goes into it: the error becomes the job's fail message at the
+// studio, and the body may be anything the server had to say.
 func (r *response) statusError() error {
-	snippet, _ := io.ReadAll(io.LimitReader(r.body, 256))
-	msg := strings.TrimSpace(strings.ToValidUTF8(string(snippet), "?"))
-	if msg == "" {
-		return fmt.Errorf("http status %d", r.status)
+	if text := http.StatusText(r.status); text != "" {
+		return fmt.Errorf("http status %d %s", r.status, text)
 	}
-	return fmt.Errorf("http status %d: %q", r.status, msg)
+	return fmt.Errorf("http status %d", r.status)
 }
+
+// peerSafe returns err when its text cannot carry bytes the server sent,
+// and otherwise an error that says only that the answer was not usable
+// HTTP, still matching whatever err matches. Go's HTTP client quotes a
+// malformed status line, header or length, and an HTTP/2 GOAWAY's debug
+// data, in its errors; those become fail messages at the studio.
+func peerSafe(err error) error {
+	if err == nil || safeText(err) {
+		return err
+	}
+	return &opaqueError{err: err}
+}
+
+func safeText(err error) bool {
+	var (
+		op   *net.OpError
+		dns  *net.DNSError
+		rec  tls.RecordHeaderError
+		cert *tls.CertificateVerificationError
+		ua   x509.UnknownAuthorityError
+		he   x509.HostnameError
+		ci   x509.CertificateInvalidError
+	)
+	for _, e := range []error{ErrRefused, ErrStalled, ErrUnsafe, context.Canceled, context.DeadlineExceeded,
+		io.EOF, io.ErrUnexpectedEOF, http.ErrSchemeMismatch} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return errors.As(err, &op) || errors.As(err, &dns) || errors.As(err, &rec) || errors.As(err, &cert) ||
+		errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
+}
+
+// opaqueError hides the text of an error that may quote the server.
+type opaqueError struct{ err error }
+
+func (e *opaqueError) Error() string { return "the server's answer is not valid HTTP" }
+func (e *opaqueError) Unwrap() error { return e.err }
 
 // get issues a GET for raw (from byte offset from, when > 0) under ctx. An
 // idle watchdog cancels the request when neither headers nor body bytes
@@ -359,6 +443,13 @@ func (s *Store) get(ctx context.Context, raw string, from int64) (*response, err
 		}
 		err = idle.explain(rctx, err)
 		idle.stop()
+		if errors.Is(err, dialguard.ErrBlocked) {
+			return nil, blockedError(err)
+		}
+		if safe := peerSafe(err); safe != err {
+			s.log.Debug("unusable answer", "url", redactURL(raw), "error", err)
+			err = safe
+		}
 		return nil, err
 	}
 	idle.kick()
@@ -412,7 +503,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		b.idle.kick()
 	}
 	if err != nil && err != io.EOF {
-		err = b.idle.explain(b.ctx, err)
+		err = peerSafe(b.idle.explain(b.ctx, err))
 	}
 	return n, err
 }

@@ -13,9 +13,9 @@ var (
 	// size limit, an input image of unknown type. Not retryable.
 	ErrRefused = errors.New("models: refused")
 
-	// ErrTooLarge marks a task input over Config.InputLimit. It also
-	// matches ErrRefused.
-	ErrTooLarge error = refusal("models: input too large")
+	// ErrTooLarge marks a task input over Config.InputLimit or a model
+	// file over Config.MaxFileBytes. It also matches ErrRefused.
+	ErrTooLarge error = refusal("models: too large")
 
 	// ErrIntegrity marks a download whose length or sha256 did not match.
 	ErrIntegrity = errors.New("models: integrity check failed")
@@ -26,6 +26,13 @@ var (
 	// ErrStalled marks a download that received no bytes for
 	// Config.IdleTimeout.
 	ErrStalled = errors.New("models: download stalled")
+
+	// ErrUnsafe marks a directory of the cache (models_root, a directory
+	// above it or one inside it) that a user other than root and the
+	// agent's own can change: files there could be planted. It is this
+	// node's problem, not the job's, so a fetch failing with it is
+	// retryable.
+	ErrUnsafe = errors.New("models: unsafe directory")
 )
 
 // refusal is a sentinel that also matches ErrRefused.

@@ -314,7 +314,7 @@ func TestFetchCancelKeepsPartForResume(t *testing.T) {
 		t.Fatalf(".part after cancel: got %v (err %v), want %d bytes", fi, err, half)
 	}
 
-	s2 := openStore(t, Config{Root: s.Root(), HTTPClient: cfg.HTTPClient}) // as after a restart
+	s2 := openStore(t, Config{Root: s.Root(), HTTPClient: cfg.HTTPClient, Allow: testLoopback}) // as after a restart
 	if _, err := s2.Fetch(context.Background(), "m", []File{f}); err != nil {
 		t.Fatalf("resumed Fetch: %v", err)
 	}

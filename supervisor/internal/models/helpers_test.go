@@ -73,25 +73,31 @@ func (o *origin) total() int {
 	return len(o.reqs)
 }
 
-// testConfig returns a Config rooted in a temporary directory, with a
-// client whose idle connections are closed when the test ends.
+// testLoopback is the allowance every test server needs: they all listen
+// on loopback, which the store refuses by default.
+var testLoopback = []string{"127.0.0.0/8", "::1"}
+
+// testConfig returns a Config rooted in a temporary directory, allowed to
+// fetch from loopback, with a transport that uses no proxy.
 func testConfig(t testing.TB) Config {
 	t.Helper()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
 	return Config{
 		Root:        t.TempDir(),
-		HTTPClient:  &http.Client{Transport: tr},
+		HTTPClient:  &http.Client{Transport: &http.Transport{}},
+		Allow:       testLoopback,
 		IdleTimeout: 10 * time.Second, // generous: only the stall tests rely on it
 	}
 }
 
+// openStore opens a Store whose idle connections are closed when the test
+// ends.
 func openStore(t testing.TB, cfg Config) *Store {
 	t.Helper()
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	t.Cleanup(s.CloseIdleConnections)
 	return s
 }
 

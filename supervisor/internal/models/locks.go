@@ -20,10 +20,10 @@ func (s *Store) lockPath(dir, name string) string {
 // done (flock(2) cannot be interrupted by a context). Closing the returned
 // file releases the lock.
 func (s *Store) lock(ctx context.Context, p string, mode lockMode) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if _, err := s.safeDir(s.rel(filepath.Dir(p))); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := s.openOwn(p)
 	if err != nil {
 		return nil, err
 	}
@@ -61,9 +61,11 @@ func (s *Store) lock(ctx context.Context, p string, mode lockMode) (*os.File, er
 
 // tryLockPath takes mode on the lock file at p without blocking and without
 // creating it. It returns (nil, errLockBusy) when the lock is held and
-// (nil, nil) when there is no lock file, hence no holder.
+// (nil, nil) when there is no lock file, hence no holder; a lock path that
+// is a symlink or not a regular file is an error (the caller leaves the
+// file it guards alone).
 func tryLockPath(p string, mode lockMode) (*os.File, error) {
-	f, err := os.Open(p)
+	f, _, err := openRegular(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

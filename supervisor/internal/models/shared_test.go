@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 // helperFetch is a second process sharing a cache: it fetches one file and
 // prints its path. Its log goes to stderr.
 func helperFetch() int {
-	s, err := Open(Config{Root: os.Getenv("MODELS_ROOT"), Logger: stderrLogger()})
+	s, err := Open(Config{Root: os.Getenv("MODELS_ROOT"), Logger: stderrLogger(), Allow: testLoopback})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

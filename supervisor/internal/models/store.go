@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/stokerhq/stoker/supervisor/internal/dialguard"
 )
 
 // File is one model file of a ModelSource (spec §6.3).
@@ -37,6 +40,13 @@ type Store struct {
 	client *http.Client
 	policy urlPolicy
 
+	// freeBytes reports the free space of the file system holding a
+	// directory; a test hook.
+	freeBytes func(dir string) (free uint64, known bool, err error)
+	// diskCheckEvery is the bytes a download writes between two free-space
+	// checks; a test hook.
+	diskCheckEvery int64
+
 	mu      sync.Mutex
 	flights map[string]*flight // guarded by mu; downloads in flight, by destination path
 }
@@ -53,35 +63,88 @@ type flight struct {
 }
 
 // Open returns a Store for cfg.Root, creating the directory if needed. It
-// starts no goroutine; a Store needs no Close.
+// refuses a root that a user other than root and the agent's own can
+// change (an error matching ErrUnsafe; see checkTree). It starts no
+// goroutine; CloseIdleConnections releases its idle connections.
 func Open(cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("models.Open: %w", err)
 	}
 	cfg = cfg.withDefaults()
+	guard, err := dialguard.Parse(cfg.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("models.Open: allow: %w", err)
+	}
 	root, err := filepath.Abs(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("models.Open: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Join(root, metaDir), 0o755); err != nil {
+	if err := mkdirAll(root); err != nil {
+		return nil, fmt.Errorf("models.Open: %w", err)
+	}
+	if err := checkTree(root); err != nil {
+		return nil, fmt.Errorf("models.Open: models root: %w", err)
+	}
+	tr, err := guardedTransport(cfg.HTTPClient, guard)
+	if err != nil {
 		return nil, fmt.Errorf("models.Open: %w", err)
 	}
 	s := &Store{
-		cfg:     cfg,
-		root:    root,
-		log:     cfg.Logger.Named("models"),
-		policy:  urlPolicy{allowLoopbackHTTP: !cfg.RefuseLoopbackHTTP, maxRedirects: cfg.MaxRedirects},
-		flights: make(map[string]*flight),
+		cfg:  cfg,
+		root: root,
+		log:  cfg.Logger.Named("models"),
+		policy: urlPolicy{allowLoopbackHTTP: !cfg.RefuseLoopbackHTTP, maxRedirects: cfg.MaxRedirects,
+			guard: guard},
+		freeBytes:      freeBytes,
+		diskCheckEvery: diskCheckEvery,
+		flights:        make(map[string]*flight),
+	}
+	for _, d := range []string{"locks", "verified"} {
+		if _, err := s.safeDir(metaDir, d); err != nil {
+			return nil, fmt.Errorf("models.Open: %w", err)
+		}
 	}
 	var c http.Client
 	if cfg.HTTPClient != nil {
 		c = *cfg.HTTPClient
 	}
+	c.Transport = tr
 	c.CheckRedirect = s.policy.checkRedirect
 	c.Timeout = 0 // per-call contexts bound every request
 	s.client = &c
 	return s, nil
 }
+
+// guardedTransport returns a clone of the client's transport (or of
+// http.DefaultTransport) that dials through guard: every address it
+// connects to, after name resolution and on every redirect, is checked.
+// Behind a proxy the proxy's address is what is dialled, and checked; the
+// proxy resolves the names.
+func guardedTransport(c *http.Client, guard *dialguard.Policy) (*http.Transport, error) {
+	var base *http.Transport
+	switch t := transportOf(c).(type) {
+	case nil:
+		base = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		base = t.Clone()
+	default:
+		return nil, fmt.Errorf("HTTPClient.Transport is a %T; want nil or an *http.Transport, whose dialer the store can check", t)
+	}
+	base.DialContext = guard.DialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
+	base.DialTLSContext = nil // it would dial around the guard
+	return base, nil
+}
+
+func transportOf(c *http.Client) http.RoundTripper {
+	if c == nil {
+		return nil
+	}
+	return c.Transport
+}
+
+// CloseIdleConnections closes the store's idle keep-alive connections.
+// The store stays usable.
+func (s *Store) CloseIdleConnections() { s.client.CloseIdleConnections() }
 
 // Root returns the absolute cache directory.
 func (s *Store) Root() string { return s.root }
@@ -139,8 +202,12 @@ func (s *Store) Acquire(ctx context.Context, model string, files []File) ([]Loca
 	if len(files) == 0 {
 		return nil, lease, nil
 	}
-	if err := os.MkdirAll(filepath.Join(s.root, dir), 0o755); err != nil {
-		return nil, nil, &Error{Op: "fetch", Err: err}
+	// The model's directories, checked before any request: a file planted
+	// in one that others can write would be trusted.
+	for _, d := range []string{dir, filepath.Join(metaDir, "locks", dir), filepath.Join(metaDir, "verified", dir)} {
+		if _, err := s.safeDir(d); err != nil {
+			return nil, nil, &Error{Op: "fetch", Err: err}
+		}
 	}
 	locals := make([]Local, 0, len(files))
 	for _, f := range files {
@@ -173,7 +240,7 @@ func (s *Store) acquireOne(ctx context.Context, dir string, f File, lease *Lease
 			if err != nil {
 				return "", err
 			}
-			if _, err := os.Stat(dst); err == nil {
+			if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() {
 				lease.add(lf)
 				s.touch(dst)
 				return dst, nil
@@ -229,15 +296,21 @@ func (s *Store) present(dir string, f File) (string, bool, error) {
 	return "", false, nil
 }
 
-// usable reports whether the regular file at p may serve f. A read error
-// other than absence is returned, since downloading over it would not help.
+// usable reports whether the regular file at p may serve f. A symlink is
+// never used (a download replaces one in the model directory). A read
+// error other than absence is returned, since downloading over it would
+// not help.
 func (s *Store) usable(p string, f File, legacy bool) (bool, error) {
-	fi, err := os.Stat(p)
+	fi, err := os.Lstat(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		s.log.Warn("a model file in the cache is a symlink; not using it", "path", p)
+		return false, nil
 	}
 	if !fi.Mode().IsRegular() {
 		if legacy {
@@ -272,7 +345,10 @@ func (s *Store) fill(ctx context.Context, dir string, f File, dst string) error 
 	}
 	defer lf.Close()
 
-	if fi, err := os.Stat(dst); err == nil {
+	if fi, err := os.Lstat(dst); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		// Never written through: the rename of the download replaces it.
+		s.log.Warn("replacing a symlink in the cache with a download", "path", dst)
+	} else if err == nil {
 		if f.SHA256 == "" {
 			return nil
 		}
@@ -301,7 +377,7 @@ func (s *Store) fill(ctx context.Context, dir string, f File, dst string) error 
 // touch records a use of p by setting its access time, leaving the
 // modification time (which the verification record keys on) alone.
 func (s *Store) touch(p string) {
-	if err := os.Chtimes(p, time.Now(), time.Time{}); err != nil {
+	if err := setAtimeNow(p); err != nil {
 		s.log.Debug("cannot record use", "path", p, "error", err)
 	}
 }

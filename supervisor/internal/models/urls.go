@@ -7,17 +7,22 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/stokerhq/stoker/supervisor/internal/dialguard"
 )
 
 // urlPolicy decides which URLs the store requests.
 type urlPolicy struct {
 	allowLoopbackHTTP bool
 	maxRedirects      int
+	guard             *dialguard.Policy // checks a literal host here, and every dialled address
 }
 
 // check returns nil when u may be requested: https to any host, or http to
 // a loopback host (127.0.0.0/8, ::1, localhost) when allowed. Every other
-// scheme is refused, and so is a URL carrying credentials.
+// scheme is refused, and so is a URL carrying credentials, and an IP
+// literal the guard refuses (a name is checked on the addresses it
+// resolves to, when dialled).
 func (p urlPolicy) check(u *url.URL) error {
 	switch strings.ToLower(u.Scheme) {
 	case "https", "http":
@@ -31,6 +36,9 @@ func (p urlPolicy) check(u *url.URL) error {
 	}
 	if u.Hostname() == "" {
 		return refusedf("url has no host")
+	}
+	if err := p.guard.CheckHost(u.Hostname()); err != nil {
+		return blockedError(err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "https":
@@ -78,6 +86,11 @@ func (p urlPolicy) checkRedirect(req *http.Request, via []*http.Request) error {
 		return fmt.Errorf("redirect to %s: %w", redactURL(req.URL.String()), refusedf("https redirected to plain http"))
 	}
 	return nil
+}
+
+// blockedError turns a dialguard refusal into a refusal of the store.
+func blockedError(err error) error {
+	return fmt.Errorf("%w: %w (a node connects to such an address only when its fetch_allow lists it)", ErrRefused, err)
 }
 
 // isLoopbackHost reports whether host is "localhost" or a loopback IP

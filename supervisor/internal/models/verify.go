@@ -37,11 +37,11 @@ func (s *Store) recordPath(p string) (string, bool) {
 func (s *Store) sumMatches(p string, fi os.FileInfo, want string) (bool, error) {
 	rp, ok := s.recordPath(p)
 	if ok {
-		if b, err := os.ReadFile(rp); err == nil {
-			var r record
-			if json.Unmarshal(b, &r) == nil && r.Size == fi.Size() && r.MtimeNs == fi.ModTime().UnixNano() {
-				return strings.EqualFold(r.SHA256, want), nil
-			}
+		if _, err := s.safeDir(s.rel(filepath.Dir(rp))); err != nil {
+			return false, err
+		}
+		if r, ok := readRecord(rp); ok && r.Size == fi.Size() && r.MtimeNs == fi.ModTime().UnixNano() {
+			return strings.EqualFold(r.SHA256, want), nil
 		}
 	}
 	s.log.Info("verifying sha256 of a file on disk", "path", p, "bytes", fi.Size())
@@ -55,19 +55,40 @@ func (s *Store) sumMatches(p string, fi os.FileInfo, want string) (bool, error) 
 	return strings.EqualFold(got, want), nil
 }
 
+// maxRecordBytes bounds what is read of a record file; a real one is about
+// 120 bytes.
+const maxRecordBytes = 4 << 10
+
+// readRecord reads the record at rp; ok is false when there is none, or it
+// is a symlink, not a regular file, or not a record.
+func readRecord(rp string) (r record, ok bool) {
+	f, _, err := openRegular(rp)
+	if err != nil {
+		return record{}, false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordBytes))
+	if err != nil || json.Unmarshal(b, &r) != nil {
+		return record{}, false
+	}
+	return r, true
+}
+
 // writeRecord stores r atomically; a failure only costs a later re-hash.
 func (s *Store) writeRecord(rp string, r record) {
 	b, _ := json.Marshal(r)
-	if err := writeFileAtomic(rp, b); err != nil {
+	_, err := s.safeDir(s.rel(filepath.Dir(rp)))
+	if err == nil {
+		err = writeFileAtomic(rp, b)
+	}
+	if err != nil {
 		s.log.Debug("cannot write verification record", "path", rp, "error", err)
 	}
 }
 
-// writeFileAtomic writes b to p through a temporary file and a rename.
+// writeFileAtomic writes b to p through a temporary file and a rename,
+// which replaces a symlink at p rather than writing through it.
 func writeFileAtomic(p string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
 	if err != nil {
 		return err
@@ -86,8 +107,13 @@ func writeFileAtomic(p string, b []byte) error {
 	return werr
 }
 
+// rel returns p, a path under the root, relative to the root.
+func (s *Store) rel(p string) string {
+	return strings.TrimPrefix(p, s.root+string(filepath.Separator))
+}
+
 func hashFile(p string) (string, error) {
-	f, err := os.Open(p)
+	f, _, err := openRegular(p)
 	if err != nil {
 		return "", err
 	}
