@@ -40,6 +40,11 @@ type Config struct {
 	// StallTimeouts; 0 means DefaultStallTimeout.
 	StallTimeout  time.Duration
 	StallTimeouts map[string]time.Duration
+	// JobTimeouts is the hard deadline of a job per task kind, besides
+	// the stall watchdog: a plugin that reports progress forever never
+	// stalls. A job past it fails as ErrTimedOut and the plugin is killed.
+	// Kinds not listed take DefaultJobTimeouts.
+	JobTimeouts map[plugins.TaskKind]time.Duration
 	// SHA256 pins plugin executables, by file name ("synthetic-plugin"),
 	// to their hex SHA-256. A pinned plugin is hashed right before each
 	// launch; a mismatch refuses the launch (a failed start, which the
@@ -59,6 +64,33 @@ type PidRecorder interface {
 	Record(pid int)
 	// Forget is called once that process is gone.
 	Forget(pid int)
+}
+
+// DefaultJobTimeouts are the hard job deadlines per task kind when none is
+// configured. They must never end a real job, so each is several times the
+// longest one a slow node runs: an image of 1024² at 50 steps on a CPU
+// takes tens of minutes; an LLM answer of a few thousand tokens on a CPU
+// under an hour; speech-to-text on a CPU runs at about real time, and an
+// input is at most a few hours of audio; a video of seconds at many
+// frames on a CPU takes hours. A job past its deadline fails retryable (a
+// faster node may finish it).
+var DefaultJobTimeouts = map[plugins.TaskKind]time.Duration{
+	plugins.KindImage: 2 * time.Hour,
+	plugins.KindLLM:   2 * time.Hour,
+	plugins.KindTTS:   2 * time.Hour,
+	plugins.KindSTT:   6 * time.Hour,
+	plugins.KindVideo: 6 * time.Hour,
+}
+
+// jobTimeout is the hard deadline for a job of kind.
+func (h *Host) jobTimeout(kind plugins.TaskKind) time.Duration {
+	if d, ok := h.cfg.JobTimeouts[kind]; ok && d > 0 {
+		return d
+	}
+	if d, ok := DefaultJobTimeouts[kind]; ok {
+		return d
+	}
+	return 6 * time.Hour
 }
 
 // DefaultStallTimeout is the stall window when none is configured. Engines
@@ -251,7 +283,8 @@ func (h *Host) Status() []PluginStatus {
 //   - ErrCrashed / ErrOutOfMemory when the plugin died mid-job (it is
 //     relaunched), or ErrPoison when this job has now crashed two plugin
 //     instances in a row;
-//   - ErrStalled when the plugin reported nothing for the stall window (it
+//   - ErrStalled when the plugin reported nothing for the stall window, or
+//     ErrTimedOut when the job ran past its kind's deadline (either way it
 //     is killed and relaunched);
 //   - whatever typed error the plugin returned.
 func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error {
@@ -305,31 +338,44 @@ func (h *Host) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Even
 	return je
 }
 
-// runWatched runs req on p under the stall watchdog: every event re-arms
-// it; when it fires, the plugin is killed (a wedged engine may not honour
-// cancellation) and the job fails as stalled.
+// runWatched runs req on p under the stall watchdog and the kind's hard
+// deadline. Every event re-arms the watchdog; when either fires, the
+// plugin is killed (a wedged engine may not honour cancellation) and the
+// job fails as stalled or timed out, whichever fired first.
 func (h *Host) runWatched(ctx context.Context, s *slot, p *plugins.Plugin, req *plugins.RunRequest, ev plugins.Events) error {
 	window := h.cfg.StallTimeout
 	if w, ok := h.cfg.StallTimeouts[req.Engine]; ok && w > 0 {
 		window = w
 	}
-	var stalled sync.Once
-	stallCh := make(chan struct{})
-	timer := time.AfterFunc(window, func() {
-		stalled.Do(func() { close(stallCh) })
-		h.log.Warn("job stalled; killing plugin", "plugin", s.name, "job_id", req.JobID, "window", window)
-		p.KillNow()
+	deadline := h.jobTimeout(req.Task.Kind)
+	var (
+		once    sync.Once
+		ended   = make(chan struct{}) // closed when a watchdog fired
+		outcome *plugins.JobError     // set before ended is closed
+	)
+	fire := func(je *plugins.JobError, msg string, args ...any) {
+		once.Do(func() {
+			outcome = je
+			close(ended)
+			h.log.Warn(msg, append([]any{"plugin", s.name, "job_id", req.JobID}, args...)...)
+			p.KillNow()
+		})
+	}
+	stall := time.AfterFunc(window, func() {
+		fire(&plugins.JobError{Kind: plugins.ErrStalled, Message: fmt.Sprintf("plugin %s reported no progress for %s; killed", s.name, window)},
+			"job stalled; killing plugin", "window", window)
 	})
-	defer timer.Stop()
-	err := p.Run(ctx, req, &watchedEvents{Events: ev, rearm: func() { timer.Reset(window) }})
+	defer stall.Stop()
+	hard := time.AfterFunc(deadline, func() {
+		fire(&plugins.JobError{Kind: plugins.ErrTimedOut, Message: fmt.Sprintf("plugin %s ran the %s job past its %s deadline (job_timeouts); killed", s.name, req.Task.Kind, deadline)},
+			"job past its deadline; killing plugin", "deadline", deadline)
+	})
+	defer hard.Stop()
+	err := p.Run(ctx, req, &watchedEvents{Events: ev, rearm: func() { stall.Reset(window) }})
 	select {
-	case <-stallCh:
-		je := plugins.AsJobError(err)
-		return &plugins.JobError{
-			Kind:       plugins.ErrStalled,
-			Message:    fmt.Sprintf("plugin %s reported no progress for %s; killed", s.name, window),
-			StderrTail: p.StderrTail(), Err: je,
-		}
+	case <-ended:
+		outcome.StderrTail, outcome.Err = p.StderrTail(), plugins.AsJobError(err)
+		return outcome
 	default:
 		return err
 	}

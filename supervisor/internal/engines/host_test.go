@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,6 +57,18 @@ func (testEngine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.E
 	case "stall":
 		<-ctx.Done() // says nothing: the watchdog must act
 		return ctx.Err()
+	case "progress-forever":
+		// Never stalls, never ends: only a deadline stops it.
+		for step := uint64(0); ; step++ {
+			if err := ev.Progress(step, 0, "tick"); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}
 	js, _ := json.Marshal(map[string]string{"pid": "ok"})
 	return ev.Result(js)
@@ -206,6 +219,24 @@ func TestCheckRefusesARestartBackoff(t *testing.T) {
 	}
 	if err := h.Check("j", "hosttest", plugins.KindLLM); !errors.Is(err, engines.ErrUnavailable) {
 		t.Errorf("Check = %v during a restart backoff, want an error wrapping ErrUnavailable", err)
+	}
+}
+
+// TestJobDeadlineEndsEndlessProgress: a plugin that reports progress
+// forever never stalls; the kind's hard deadline ends the job (retryable:
+// a faster node may finish it) and the plugin is relaunched.
+func TestJobDeadlineEndsEndlessProgress(t *testing.T) {
+	h := startHost(t, engines.Config{JobTimeouts: map[plugins.TaskKind]time.Duration{plugins.KindLLM: 300 * time.Millisecond}})
+	waitState(t, h, engines.StateReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // bounds the test if no deadline acts
+	defer cancel()
+	err := h.Run(ctx, llm("endless", "progress-forever"), &plugintest.Recorder{})
+	if je := plugins.AsJobError(err); je == nil || je.Kind != plugins.ErrTimedOut || !je.Retryable() || !strings.Contains(je.Message, "300ms") {
+		t.Fatalf("got %v, want a retryable %s naming the 300ms deadline", err, plugins.ErrTimedOut)
+	}
+	waitFor(t, h, engines.StateReady, 1)
+	if _, err := run(h, llm("after", "hi")); err != nil {
+		t.Errorf("next job: %v", err)
 	}
 }
 
