@@ -443,8 +443,8 @@ func (s *Store) get(ctx context.Context, raw string, from int64) (*response, err
 		}
 		err = idle.explain(rctx, err)
 		idle.stop()
-		if errors.Is(err, dialguard.ErrBlocked) {
-			return nil, blockedError(err)
+		if errors.Is(err, dialguard.ErrBlocked) && !errors.Is(err, ErrRefused) {
+			return nil, blockedError(err) // from the dialer; the redirect check wraps its own
 		}
 		if safe := peerSafe(err); safe != err {
 			s.log.Debug("unusable answer", "url", redactURL(raw), "error", err)

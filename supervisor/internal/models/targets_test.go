@@ -62,9 +62,12 @@ func TestFetchRefusesLocalTargetsByDefault(t *testing.T) {
 	}
 }
 
-// TestFetchChecksRedirectTargetsWhenDialled: an allowed host redirects to
-// one that is not; the second connection is refused.
-func TestFetchChecksRedirectTargetsWhenDialled(t *testing.T) {
+// TestFetchRefusesRedirectsToRefusedAddresses: an allowed host redirects
+// to one that is not; the redirect is not followed. (A literal target is
+// refused before connecting; a name goes through the same checking dialer
+// as every connection, which TestFetchRefusesLocalTargetsByDefault's
+// localhost cases cover.)
+func TestFetchRefusesRedirectsToRefusedAddresses(t *testing.T) {
 	o := newOrigin(t)
 	o.serveBytes("/x.bin", []byte("payload"))
 	o.mux.HandleFunc("/hop", func(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +84,10 @@ func TestFetchChecksRedirectTargetsWhenDialled(t *testing.T) {
 	if !errors.Is(err, ErrRefused) {
 		t.Fatalf("Fetch through the redirect: got %v, want ErrRefused", err)
 	}
+	if strings.Count(err.Error(), "refused") != 1 {
+		t.Errorf("error says refused more than once: %v", err)
+	}
+	t.Logf("error: %v", err)
 	if got := len(o.requests("/x.bin")); got != 1 {
 		t.Errorf("GETs of /x.bin: got %d, want 1 (the direct fetch only)", got)
 	}
