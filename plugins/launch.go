@@ -28,7 +28,10 @@ type LaunchConfig struct {
 	Path string
 	// Args are extra command-line arguments (none by default).
 	Args []string
-	// Env is added to the supervisor's environment for the plugin.
+	// Env is the plugin's environment, besides the variables of
+	// go-plugin's handshake. Nothing of the supervisor's own environment
+	// is inherited: pass what a plugin should see, e.g. Env(os.Environ(),
+	// nil) for the allow-listed part (see PassEnv).
 	Env []string
 	// Logger receives the plugin's log lines, re-levelled, under the
 	// plugin's name. (default: hclog.NewNullLogger())
@@ -44,9 +47,9 @@ type LaunchConfig struct {
 	// before the process starts, and a mismatch refuses the launch with an
 	// error wrapping ErrChecksum. (go-plugin's SecureConfig cannot be
 	// combined with a RunnerFunc, so Launch checks itself.) The file is
-	// hashed, then executed by path: whoever may replace it between the two
-	// could also have replaced it before; the plugin dir's permission check
-	// is what keeps others out.
+	// opened once, hashed from that descriptor and executed from it
+	// (/proc/self/fd on Linux): the bytes hashed are the bytes that run,
+	// whatever happens to the name in between.
 	SHA256 string
 	// Started, if set, is called with the process id as soon as the
 	// process exists, before the handshake (the supervisor records it for
@@ -61,17 +64,23 @@ var ErrChecksum = errors.New("plugin checksum mismatch")
 // VerifySHA256 checks that the file at path has the hex SHA-256 want
 // (either case). The error wraps ErrChecksum on a mismatch.
 func VerifySHA256(path, want string) error {
-	wantSum, err := hex.DecodeString(strings.TrimSpace(want))
-	if err != nil || len(wantSum) != sha256.Size {
-		return fmt.Errorf("sha256 pin %q for %s: not 64 hex digits", want, filepath.Base(path))
-	}
-	f, err := os.Open(path)
+	f, err := openNoFollow(path)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
 	}
 	defer f.Close()
+	return verifyFile(f, path, want)
+}
+
+// verifyFile checks that the open file f (named path) has the hex SHA-256
+// want.
+func verifyFile(f *os.File, path, want string) error {
+	wantSum, err := hex.DecodeString(strings.TrimSpace(want))
+	if err != nil || len(wantSum) != sha256.Size {
+		return fmt.Errorf("sha256 pin %q for %s: not 64 hex digits", want, filepath.Base(path))
+	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if err := hashFile(f, h); err != nil {
 		return fmt.Errorf("verify %s: %w", filepath.Base(path), err)
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, wantSum) {
@@ -79,6 +88,10 @@ func VerifySHA256(path, want string) error {
 	}
 	return nil
 }
+
+// afterVerify, if set, is called between the checks of a launch and the
+// exec: a test swaps the file there (see export_test.go).
+var afterVerify func(path string)
 
 // Plugin is a running engine plugin. It implements [Engine] and
 // [ModelManager] over gRPC and adds process supervision. A Plugin is not
@@ -103,6 +116,13 @@ var _ Engine = (*Plugin)(nil)
 // Launch starts the plugin at cfg.Path, completes the go-plugin handshake
 // (with mutual TLS) and returns the connected plugin. It blocks for at most
 // cfg.StartTimeout; on failure no process is left behind.
+//
+// The executable must pass CheckPath (nobody but root and this user can
+// change it, no symbolic link), and is opened once: checked, hashed for a
+// pin and executed from that one descriptor. The plugin gets exactly
+// cfg.Env (plus go-plugin's handshake variables) as its environment, and
+// no descriptor of the supervisor's but its stdio: Launch marks every
+// descriptor of this process close-on-exec before it forks.
 func Launch(cfg LaunchConfig) (*Plugin, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -117,10 +137,18 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("launch %s: %w", cfg.Path, err)
 	}
+	exe, err := openPlugin(path)
+	if err != nil {
+		return nil, fmt.Errorf("launch %s: %w", filepath.Base(path), err)
+	}
+	defer exe.Close() // the child has its own copy once started
 	if cfg.SHA256 != "" {
-		if err := VerifySHA256(path, cfg.SHA256); err != nil {
+		if err := verifyFile(exe, path, cfg.SHA256); err != nil {
 			return nil, fmt.Errorf("launch %s: %w", filepath.Base(path), err)
 		}
+	}
+	if afterVerify != nil {
+		afterVerify(path)
 	}
 	budget := newLogBudget()
 	p := &Plugin{tail: newStderrTail(cfg.StderrLines), path: path, log: newBudgetLogger(cfg.Logger, budget)}
@@ -132,11 +160,13 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: pluginSet(nil),
+		// The plugin's environment is cfg.Env, not the supervisor's.
+		SkipHostEnv: true,
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			// spec carries the environment go-plugin prepared (the
 			// handshake, the mTLS certificate, the socket dir).
 			env := append(spec.Env, cfg.Env...)
-			proc, err := newProcess(path, cfg.Args, env, cfg.Started)
+			proc, err := newProcess(exe, path, cfg.Args, env, cfg.Started)
 			p.proc = proc
 			return proc, err
 		},

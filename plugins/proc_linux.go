@@ -4,6 +4,7 @@ package plugins
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,40 @@ func sysProcAttr() *syscall.SysProcAttr {
 }
 
 func killGroup(pid int) error { return syscall.Kill(-pid, syscall.SIGKILL) }
+
+// execFile makes cmd execute the open file exe, not whatever its path
+// names at exec time: the kernel resolves /proc/self/fd/N to the open file
+// itself. The descriptor is close-on-exec, so an ELF plugin inherits
+// nothing, and /proc/self/exe (hence $ORIGIN, os.Executable) still names
+// the real path; argv[0] stays that path too. A script ("#!") is handed
+// to its interpreter by path, which the interpreter opens after exec, so
+// its file is passed as descriptor 3 (ExtraFiles) and executed as
+// /proc/self/fd/3; so is any file opened as descriptor 0-2 (stdio closed
+// in the supervisor), which the child's stdio would replace.
+func execFile(cmd *exec.Cmd, exe *os.File) {
+	if fd := exe.Fd(); fd > 2 && !isScript(exe) {
+		cmd.Path = "/proc/self/fd/" + strconv.Itoa(int(fd))
+		return
+	}
+	cmd.ExtraFiles = []*os.File{exe}
+	cmd.Path = "/proc/self/fd/3"
+}
+
+// closeInheritedOnExec marks every descriptor of this process above
+// stderr close-on-exec. Go opens all of its own so; one the supervisor
+// inherited from its parent without the flag (a shell's "3>file", a
+// service manager's socket) would otherwise pass to every plugin.
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
 
 // oomKillFile returns the file holding the oom_kill counter of the memory
 // cgroup process pid runs in (plugins inherit the supervisor's unless they

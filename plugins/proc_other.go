@@ -4,6 +4,7 @@ package plugins
 
 import (
 	"os"
+	"os/exec"
 	"syscall"
 )
 
@@ -18,6 +19,14 @@ func killGroup(pid int) error {
 	}
 	return p.Kill()
 }
+
+// execFile runs the plugin by its path off Linux: there is no
+// /proc/self/fd, so the file executed is the one the path names at exec
+// time (CheckPath keeps others from changing it).
+func execFile(*exec.Cmd, *os.File) {}
+
+// closeInheritedOnExec does nothing off Linux.
+func closeInheritedOnExec() {}
 
 // The OOM killer's counter is unknown off Linux.
 func oomKillFile(int) string             { return "" }

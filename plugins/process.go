@@ -41,6 +41,7 @@ func (s ExitStatus) String() string {
 // ended. go-plugin's own runner offers neither.
 type process struct {
 	cmd     *exec.Cmd
+	path    string // the executable's name (cmd.Path may be /proc/self/fd/N)
 	stdout  io.ReadCloser
 	stderr  *eofReader
 	stderrW *os.File      // the child's end, closed here once it started
@@ -54,10 +55,12 @@ type process struct {
 
 var _ runner.Runner = (*process)(nil)
 
-func newProcess(path string, args []string, env []string, started func(pid int)) (*process, error) {
-	cmd := exec.Command(path, args...)
-	cmd.Env = env
-	cmd.SysProcAttr = sysProcAttr()
+// newProcess prepares the plugin process: the open executable exe (whose
+// name is path) with args and exactly env as its environment, stdin on
+// /dev/null and no descriptor of ours but its stdout and stderr pipes.
+func newProcess(exe *os.File, path string, args []string, env []string, started func(pid int)) (*process, error) {
+	cmd := &exec.Cmd{Path: path, Args: append([]string{path}, args...), Env: env, SysProcAttr: sysProcAttr()}
+	execFile(cmd, exe)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -72,12 +75,15 @@ func newProcess(path string, args []string, env []string, started func(pid int))
 	}
 	cmd.Stderr = w
 	return &process{
-		cmd: cmd, stdout: stdout, stderrW: w, exited: make(chan struct{}), started: started,
+		cmd: cmd, path: path, stdout: stdout, stderrW: w, exited: make(chan struct{}), started: started,
 		stderr: &eofReader{r: r, done: make(chan struct{})},
 	}, nil
 }
 
 func (p *process) Start(context.Context) error {
+	// A descriptor the supervisor inherited without close-on-exec would
+	// pass to the plugin; mark them all before the fork.
+	closeInheritedOnExec()
 	err := p.cmd.Start()
 	p.stderrW.Close() // the child holds its own copy
 	if err != nil {
@@ -126,7 +132,7 @@ func (p *process) exitStatus() ExitStatus {
 
 func (p *process) Stdout() io.ReadCloser { return p.stdout }
 func (p *process) Stderr() io.ReadCloser { return p.stderr }
-func (p *process) Name() string          { return p.cmd.Path }
+func (p *process) Name() string          { return p.path }
 
 func (p *process) ID() string {
 	if p.cmd.Process == nil {

@@ -88,7 +88,7 @@ func ExpectCancel(t testing.TB, e plugins.Engine, req *plugins.RunRequest) error
 func ExpectStartFailure(t testing.TB, path string, timeout time.Duration, env ...string) error {
 	t.Helper()
 	var started atomic.Int64
-	p, err := plugins.Launch(plugins.LaunchConfig{Path: path, Env: env, StartTimeout: timeout, Started: func(n int) { started.Store(int64(n)) }})
+	p, err := plugins.Launch(plugins.LaunchConfig{Path: path, Env: hostEnv(env), StartTimeout: timeout, Started: func(n int) { started.Store(int64(n)) }})
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		_, err = p.Describe(ctx)

@@ -24,6 +24,7 @@ package plugintest
 import (
 	"bytes"
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -54,15 +55,22 @@ func Connect(t testing.TB, e plugins.Engine) plugins.Engine {
 }
 
 // Launch starts the plugin binary at path as the supervisor does and kills
-// it when the test ends.
+// it when the test ends. The plugin's environment is the allow-listed part
+// of the test's (plugins.Env) plus env.
 func Launch(t testing.TB, path string, env ...string) *plugins.Plugin {
 	t.Helper()
-	p, err := plugins.Launch(plugins.LaunchConfig{Path: path, Env: env})
+	p, err := plugins.Launch(plugins.LaunchConfig{Path: path, Env: hostEnv(env)})
 	if err != nil {
 		t.Fatalf("launch %s: %v", path, err)
 	}
 	t.Cleanup(p.Kill)
 	return p
+}
+
+// hostEnv is what the supervisor would pass a plugin from this test's
+// environment, plus env.
+func hostEnv(env []string) []string {
+	return append(plugins.Env(os.Environ(), nil), env...)
 }
 
 // Recorder is a [plugins.Events] that keeps everything a run reports.

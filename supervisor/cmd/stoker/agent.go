@@ -50,7 +50,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, hup <-chan o
 	stopReload := watchReload(hup, &reloader{path: *configPath, log: log, cur: *cfg})
 	defer stopReload()
 	if !*dev {
-		return agent.Run(ctx, cfg, agent.Options{Logger: log})
+		return agent.Run(ctx, cfg, agent.Options{Logger: log, Environ: os.Environ()})
 	}
 	return runDev(ctx, cfg, log, devOptions{listen: *devListen, insecureListen: *insecure, catalog: *catalog, state: *devState})
 }
@@ -128,7 +128,7 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 		return err
 	}
 	log.Info("dev studio running; open the dashboard to submit jobs", "dashboard", srv.URL()+"/", "models", cat.IDs())
-	return agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 200 * time.Millisecond})
+	return agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 200 * time.Millisecond, Environ: os.Environ()})
 }
 
 func runStudio(ctx context.Context, args []string, stderr io.Writer, hup <-chan os.Signal) error {

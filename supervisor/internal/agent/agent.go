@@ -13,6 +13,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,11 @@ type Options struct {
 	// HeartbeatInterval overrides the session's heartbeat interval (the
 	// spec's 5s); tests shorten it to see a pause reach the studio.
 	HeartbeatInterval time.Duration
+	// Environ is the agent's environment (os.Environ() in main). Plugins
+	// get its allow-listed part (plugins.PassEnv and plugin_env), never the
+	// agent's own settings (config.IsSetting, such as STOKER_AUTH_TOKEN).
+	// (none: plugins get only STOKER_PLUGIN_LOG_LEVEL)
+	Environ []string
 }
 
 // Agent is a running worker.
@@ -103,7 +109,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	host, err := engines.Start(ctx, engines.Config{
 		Plugins:       paths,
 		Logger:        log,
-		Env:           []string{plugins.EnvLogLevel + "=" + cfg.LogLevel},
+		Env:           pluginEnv(cfg, opts.Environ),
 		StartTimeout:  cfg.PluginStartTimeout.D(),
 		StallTimeout:  cfg.StallTimeout.D(),
 		StallTimeouts: stallTimeouts(cfg),
@@ -112,8 +118,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			Window:   cfg.PluginCrashWindow.D(),
 			Cooldown: cfg.PluginQuarantine.D(),
 		},
-		SHA256: cfg.PluginSHA256,
-		Pids:   pids,
+		SHA256:      cfg.PluginSHA256,
+		RequirePins: cfg.RequirePins,
+		JobTimeouts: jobTimeouts(cfg),
+		Pids:        pids,
 	})
 	if err != nil {
 		return fmt.Errorf("engines: %w", err)
@@ -266,6 +274,27 @@ func stallTimeouts(cfg *config.Config) map[string]time.Duration {
 		out[engine] = d.D()
 	}
 	return out
+}
+
+// jobTimeouts converts the per-kind job deadlines.
+func jobTimeouts(cfg *config.Config) map[plugins.TaskKind]time.Duration {
+	out := make(map[plugins.TaskKind]time.Duration, len(cfg.JobTimeouts))
+	for kind, d := range cfg.JobTimeouts {
+		out[plugins.TaskKind(kind)] = d.D()
+	}
+	return out
+}
+
+// pluginEnv is the plugins' environment: the allow-listed part of the
+// agent's, without any of the agent's own settings, and the log level.
+func pluginEnv(cfg *config.Config, environ []string) []string {
+	var out []string
+	for _, kv := range plugins.Env(environ, cfg.PluginEnv) {
+		if name, _, _ := strings.Cut(kv, "="); !config.IsSetting(name) && name != plugins.EnvLogLevel {
+			out = append(out, kv)
+		}
+	}
+	return append(out, plugins.EnvLogLevel+"="+cfg.LogLevel)
 }
 
 // pluginPaths lists the plugins to run: those discovered in plugin_dir plus

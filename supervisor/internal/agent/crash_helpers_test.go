@@ -157,6 +157,8 @@ func startCrashStack(tb testing.TB, o crashOptions) *crashStack {
 		"STOKER_PLUGIN_CRASH_LIMIT=1000",
 		"STOKER_STALL_TIMEOUTS=faults=3s",
 		"STOKER_DRAIN_TIMEOUT=5s",
+		// The faults plugin's start-up faults are set with tb.Setenv.
+		"STOKER_PLUGIN_ENV=STOKER_FAULTS_*",
 	}, o.env...)
 	cfg, err := config.Load("", env)
 	if err != nil {
@@ -170,7 +172,7 @@ func startCrashStack(tb testing.TB, o crashOptions) *crashStack {
 		hb = 50 * time.Millisecond
 	}
 	go func() {
-		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, HeartbeatInterval: hb,
+		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, HeartbeatInterval: hb, Environ: os.Environ(),
 			Ready: func(a *agent.Agent) { ready <- a }})
 	}()
 	s := &crashStack{studio: srv, frames: frames, cancel: cancel, done: done, stateDir: stateDir}
@@ -221,14 +223,12 @@ func (s *crashStack) stop(tb testing.TB) {
 }
 
 // crashPluginDir is a fresh plugin dir holding faults-plugin and
-// synthetic-plugin (symlinks to the built binaries).
+// synthetic-plugin (hard links to the built binaries).
 func crashPluginDir(tb testing.TB) string {
 	tb.Helper()
 	dir := tb.TempDir()
 	for _, name := range []string{"faults-plugin", "synthetic-plugin"} {
-		if err := os.Symlink(filepath.Join(binDir, name), filepath.Join(dir, name)); err != nil {
-			tb.Fatal(err)
-		}
+		linkPlugin(tb, filepath.Join(binDir, name), filepath.Join(dir, name))
 	}
 	return dir
 }

@@ -159,9 +159,7 @@ func runAgent(tb testing.TB, studioURL string, log hclog.InterceptLogger, env ..
 		{filepath.Join(binDir, "synthetic-plugin"), "synthetic-plugin"},
 		{exe, e2ePluginName},
 	} {
-		if err := os.Symlink(link.target, filepath.Join(pluginDir, link.name)); err != nil {
-			tb.Fatal(err)
-		}
+		linkPlugin(tb, link.target, filepath.Join(pluginDir, link.name))
 	}
 	return runAgentWith(tb, studioURL, pluginDir, log, env...)
 }
@@ -185,7 +183,7 @@ func runAgentWith(tb testing.TB, studioURL, pluginDir string, log hclog.Intercep
 	ready := make(chan *agent.Agent, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, Ready: func(a *agent.Agent) { ready <- a }})
+		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, Environ: os.Environ(), Ready: func(a *agent.Agent) { ready <- a }})
 	}()
 	tb.Cleanup(func() {
 		cancel()
@@ -274,4 +272,21 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// linkPlugin puts the plugin binary target into a plugin dir as dst: a hard
+// link (a copy across file systems). Not a symbolic link: the agent
+// refuses those, a link being one more path another user might change.
+func linkPlugin(tb testing.TB, target, dst string) {
+	tb.Helper()
+	if err := os.Link(target, dst); err == nil {
+		return
+	}
+	b, err := os.ReadFile(target)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		tb.Fatal(err)
+	}
 }

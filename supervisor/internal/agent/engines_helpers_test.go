@@ -84,9 +84,7 @@ func startEngineStack(tb testing.TB, o engineOptions) *engineStack {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if err := os.Symlink(bin, filepath.Join(pluginDir, name)); err != nil {
-			tb.Fatal(err)
-		}
+		linkPlugin(tb, bin, filepath.Join(pluginDir, name))
 	}
 	ms, err := devModels()
 	if err != nil {

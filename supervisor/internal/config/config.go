@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,13 +105,40 @@ type Config struct {
 	// PluginQuarantine is how long a quarantined plugin stays out of
 	// service before it is started again as a re-probe. ("1m")
 	PluginQuarantine Duration `toml:"plugin_quarantine"`
-	// PluginSHA256 pins plugin executables by file name to their hex
-	// SHA-256, e.g. [plugin_sha256] "synthetic-plugin" = "9f86d0...". A
-	// pinned plugin that differs is refused at every launch. As a variable:
+	// PluginSHA256 pins plugin executables, by file name or by absolute
+	// path, to their hex SHA-256, e.g. [plugin_sha256] "synthetic-plugin"
+	// = "9f86d0...". A file name pins every plugin of that name, a path
+	// the one file. The bytes hashed are the bytes executed; a pinned
+	// plugin that differs is refused at every launch, and a pin that
+	// names no plugin stops the start. As a variable:
 	// STOKER_PLUGIN_SHA256="synthetic-plugin=9f86...,faults-plugin=...".
 	// (none: no pins)
 	PluginSHA256 map[string]string `toml:"plugin_sha256"`
+	// RequirePins refuses to start unless every plugin has a pin in
+	// plugin_sha256. (false)
+	RequirePins bool `toml:"require_pins"`
+	// PluginEnv names environment variables of the agent passed on to the
+	// plugins besides the SDK's allow-list (plugins.PassEnv: PATH, HOME,
+	// LANG, LD_LIBRARY_PATH, GGML_*, CUDA_*, STOKER_SDCPP_*, …): exact
+	// names, or a prefix ending in "*" ("MYENGINE_*"). The agent's own
+	// settings (STOKER_<key>, such as STOKER_AUTH_TOKEN) are never
+	// passed. As a variable, comma-separated. (none)
+	PluginEnv []string `toml:"plugin_env"`
+	// JobTimeouts is the hard deadline of a job per task kind (image, llm,
+	// audio_stt, audio_tts, video), besides stall_timeout: a plugin that
+	// reports progress forever never stalls. A job past it fails
+	// retryable as timed_out and the plugin is restarted. As a variable:
+	// STOKER_JOB_TIMEOUTS="image=30m,llm=1h". (image, llm, audio_tts 2h;
+	// audio_stt, video 6h)
+	JobTimeouts map[string]Duration `toml:"job_timeouts"`
 }
+
+// taskKinds are the keys job_timeouts takes (spec §6.2).
+var taskKinds = []string{"image", "llm", "audio_stt", "audio_tts", "video"}
+
+// envName matches a plugin_env entry: a variable name, or a prefix of one
+// ending in "*".
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
 
 // DefaultListen is the local API's address when listen is not given.
 const DefaultListen = "127.0.0.1:8710"
@@ -278,6 +307,25 @@ func (c *Config) Validate() error {
 		if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
 			errs = append(errs, fmt.Errorf("plugin_sha256.%s: %q is not 64 hex digits", name, sum))
 		}
+		if name == "" || strings.ContainsRune(name, '/') && !filepath.IsAbs(name) {
+			errs = append(errs, fmt.Errorf("plugin_sha256: key %q: want a plugin's file name or its absolute path", name))
+		}
+	}
+	for kind, d := range c.JobTimeouts {
+		if !slices.Contains(taskKinds, kind) {
+			errs = append(errs, fmt.Errorf("job_timeouts.%s: not a task kind (want one of %s)", kind, strings.Join(taskKinds, ", ")))
+		}
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("job_timeouts.%s %v: must be positive", kind, d.D()))
+		}
+	}
+	for _, name := range c.PluginEnv {
+		switch {
+		case !envName.MatchString(name):
+			errs = append(errs, fmt.Errorf("plugin_env: %q is not a variable name or a prefix ending in *", name))
+		case IsSetting(name):
+			errs = append(errs, fmt.Errorf("plugin_env: %q is the agent's own setting; settings (%s<key>, such as %sAUTH_TOKEN) never reach plugins", name, EnvPrefix, EnvPrefix))
+		}
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "trace", "debug", "info", "warn", "error":
@@ -314,6 +362,24 @@ func validHostName(h string) bool {
 // EnvPrefix starts every override variable: STOKER_API_BASE_URL sets
 // api_base_url, and so on for every key.
 const EnvPrefix = "STOKER_"
+
+// IsSetting reports whether the environment variable name is one of the
+// agent's own settings (STOKER_<key> for a config key, such as
+// STOKER_AUTH_TOKEN). The agent never passes those to plugins, whatever
+// plugin_env says.
+func IsSetting(name string) bool {
+	key, ok := strings.CutPrefix(name, EnvPrefix)
+	if !ok {
+		return false
+	}
+	rt := reflect.TypeFor[Config]()
+	for i := range rt.NumField() {
+		if strings.ToUpper(rt.Field(i).Tag.Get("toml")) == key {
+			return true
+		}
+	}
+	return false
+}
 
 // applyEnv sets the fields whose STOKER_<KEY> variable is in env. Lists
 // are comma-separated.

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,53 @@ func TestCrashIsolationKeysRefused(t *testing.T) {
 				t.Errorf("Load with %s succeeded, want an error", tt.env)
 			}
 		})
+	}
+}
+
+func TestPluginTrustAndBoundKeys(t *testing.T) {
+	path := write(t, `
+state_dir = "/tmp/st"
+require_pins = true
+plugin_env = ["MYENGINE_*", "OMP_NUM_THREADS"]
+[job_timeouts]
+image = "30m"
+video = "12h"
+`)
+	c, err := Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.RequirePins || !slices.Equal(c.PluginEnv, []string{"MYENGINE_*", "OMP_NUM_THREADS"}) {
+		t.Errorf("require_pins %v plugin_env %v", c.RequirePins, c.PluginEnv)
+	}
+	if got := c.JobTimeouts; len(got) != 2 || got["image"].D() != 30*time.Minute || got["video"].D() != 12*time.Hour {
+		t.Errorf("job_timeouts = %v", got)
+	}
+	e, err := Load("", []string{"STOKER_STATE_DIR=/tmp/st", "STOKER_REQUIRE_PINS=true", "STOKER_JOB_TIMEOUTS=llm=1h", "STOKER_PLUGIN_ENV=A_B,C*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.RequirePins || e.JobTimeouts["llm"].D() != time.Hour || !slices.Equal(e.PluginEnv, []string{"A_B", "C*"}) {
+		t.Errorf("from the environment: require_pins %v job_timeouts %v plugin_env %v", e.RequirePins, e.JobTimeouts, e.PluginEnv)
+	}
+
+	refused := []struct{ name, env string }{
+		{"unknown kind", "STOKER_JOB_TIMEOUTS=picture=1h"},
+		{"zero timeout", "STOKER_JOB_TIMEOUTS=llm=0s"},
+		{"the agent's token", "STOKER_PLUGIN_ENV=STOKER_AUTH_TOKEN"},
+		{"not a name", "STOKER_PLUGIN_ENV=A-B"},
+		{"relative pin path", "STOKER_PLUGIN_SHA256=bin/x-plugin=" + strings.Repeat("ab", 32)},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Load("", []string{"STOKER_STATE_DIR=/tmp/st", tt.env}); err == nil {
+				t.Errorf("Load with %s succeeded, want an error", tt.env)
+			}
+		})
+	}
+	for name, want := range map[string]bool{"STOKER_AUTH_TOKEN": true, "STOKER_LISTEN": true, "STOKER_SDCPP_THREADS": false, "PATH": false} {
+		if got := IsSetting(name); got != want {
+			t.Errorf("IsSetting(%s) = %v, want %v", name, got, want)
+		}
 	}
 }

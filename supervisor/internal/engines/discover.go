@@ -2,19 +2,23 @@ package engines
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/stokerhq/stoker/plugins"
 )
 
 // PluginSuffix ends the name of every engine plugin executable.
 const PluginSuffix = "-plugin"
 
 // Discover returns the plugin executables in dir: regular files whose name
-// ends in "-plugin" and that are executable. It refuses a directory or a
-// plugin that others may write to, since whoever can replace a plugin runs
-// code as the supervisor.
+// ends in "-plugin" and that are executable. It refuses (with an error) a
+// directory or a plugin that another user could change, and a plugin that
+// is a symbolic link (see plugins.CheckPath), since whoever can replace a
+// plugin runs code as the supervisor.
 func Discover(dir string) ([]string, error) {
 	if err := CheckPermissions(dir); err != nil {
 		return nil, err
@@ -29,8 +33,11 @@ func Discover(dir string) ([]string, error) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		fi, err := os.Stat(path)
-		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			continue
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0) {
 			continue
 		}
 		if err := CheckPermissions(path); err != nil {
@@ -42,15 +49,12 @@ func Discover(dir string) ([]string, error) {
 	return out, nil
 }
 
-// CheckPermissions refuses a path that users other than its owner may
-// write to (group- or world-writable).
+// CheckPermissions refuses a plugin or plugin dir that users other than
+// root and this process's user could change, or that is reached through a
+// symbolic link (plugins.CheckPath). Launch checks again at every start.
 func CheckPermissions(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
+	if err := plugins.CheckPath(path); err != nil {
 		return fmt.Errorf("engines: %w", err)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("engines: refusing %s: it is writable by group or others (mode %s); run chmod go-w on it", path, fi.Mode().Perm())
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,11 +46,17 @@ type Config struct {
 	// stalls. A job past it fails as ErrTimedOut and the plugin is killed.
 	// Kinds not listed take DefaultJobTimeouts.
 	JobTimeouts map[plugins.TaskKind]time.Duration
-	// SHA256 pins plugin executables, by file name ("synthetic-plugin"),
-	// to their hex SHA-256. A pinned plugin is hashed right before each
-	// launch; a mismatch refuses the launch (a failed start, which the
-	// breaker counts) with an error saying so.
+	// SHA256 pins plugin executables to their hex SHA-256, by absolute
+	// path or by file name ("synthetic-plugin": every plugin of that name;
+	// a path wins over a name). A pinned plugin is hashed at each launch,
+	// from the descriptor it is then executed from; a mismatch refuses the
+	// launch (a failed start, which the breaker counts) with an error
+	// saying so. A pin that names none of Plugins stops Start: a typo
+	// would otherwise leave the plugin it meant unpinned.
 	SHA256 map[string]string
+	// RequirePins makes Start refuse to run a plugin without a pin in
+	// SHA256.
+	RequirePins bool
 	// Pids, if set, is told of every plugin process as it starts and once
 	// it is gone, so the agent can record them for its start-up reaper.
 	Pids PidRecorder
@@ -148,7 +155,14 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		seen[abs] = true
 		s := &slot{host: h, path: abs, name: filepath.Base(abs), breaker: cfg.Breaker, firstDone: make(chan struct{}), servingCh: make(chan struct{})}
 		s.state = StateStarting
+		s.pin = cfg.SHA256[abs]
+		if s.pin == "" {
+			s.pin = cfg.SHA256[s.name]
+		}
 		h.slots = append(h.slots, s)
+	}
+	if err := checkPins(cfg, h.slots); err != nil {
+		return nil, err
 	}
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel = cancel
@@ -168,6 +182,29 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 		}
 	}
 	return h, nil
+}
+
+// checkPins refuses a pin that names no plugin, and with RequirePins a
+// plugin without a pin.
+func checkPins(cfg Config, slots []*slot) error {
+	var errs []error
+	for key := range cfg.SHA256 {
+		if !slices.ContainsFunc(slots, func(s *slot) bool { return s.path == key || s.name == key }) {
+			errs = append(errs, fmt.Errorf("plugin_sha256 pins %q, which names no plugin found (by file name or absolute path)", key))
+		}
+	}
+	if cfg.RequirePins {
+		for _, s := range slots {
+			if s.pin == "" {
+				errs = append(errs, fmt.Errorf("require_pins is set and plugin %s has no pin in plugin_sha256 (sha256sum %s)", s.path, s.path))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+		return fmt.Errorf("engines: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // Close kills every plugin and waits for their supervisors to finish. It

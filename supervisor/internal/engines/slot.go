@@ -49,6 +49,7 @@ type slot struct {
 	host      *Host
 	path      string
 	name      string
+	pin       string        // the hex SHA-256 it must have, or ""
 	firstDone chan struct{} // closed after the first launch attempt
 	firstOnce sync.Once
 
@@ -300,7 +301,7 @@ func (s *slot) launch() (*plugins.Plugin, *plugins.Description, error) {
 		Env:          cfg.Env,
 		Logger:       cfg.Logger,
 		StartTimeout: cfg.StartTimeout,
-		SHA256:       cfg.SHA256[s.name],
+		SHA256:       s.pin,
 		Started: func(n int) {
 			pid.Store(int64(n))
 			if cfg.Pids != nil {
