@@ -244,6 +244,13 @@ func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.Run
 	rctx, cancel := r.reportCtx(ctx)
 	defer cancel()
 	if err := rep.CompleteJSON(rctx, ev.result, prompt); err != nil {
+		if errors.Is(err, studio.ErrFrameTooLarge) {
+			// Nothing was sent and the session is up. The frame limit
+			// stands for the studio's: any node would send the same
+			// frame and have it refused, so the job fails for good.
+			return &plugins.JobError{Kind: plugins.ErrBadInput, Err: err,
+				Message: fmt.Sprintf("result too large to deliver: %v; it would fail on any node", err)}
+		}
 		// The socket that accepted the job is gone: no fail can follow
 		// (spec §7.2); the studio releases the claim on its side.
 		log.Error("json result could not be sent; the studio will requeue the job", "error", err)

@@ -3,21 +3,48 @@
 // sessions, fed by an hclog sink so that shipping logs to the studio is one
 // more sink of the one logger, not a second logging path.
 //
-// The studio session drains the queue into logBatch frames and puts a batch
-// back at the front when its send fails. Nothing in this package talks to
-// the network.
+// The studio session takes batches from the queue (each below a byte bound,
+// so a batch always fits a frame) and, when a batch's send fails, puts it
+// back at the front or drops it with a marker; a batch is never resent
+// forever. Nothing in this package talks to the network.
 package logship
 
 import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
 // DefaultCapacity is the spec's queue bound (§8.3).
 const DefaultCapacity = 5000
+
+// Bounds on what the queue holds, besides the spec's entry count. Each is
+// far above what a healthy worker logs, and keeps a flood (a plugin that
+// writes a 40 MiB line, or thousands of long ones) from costing the agent
+// more than a few MiB or the studio more than it can read.
+const (
+	// MaxMessageBytes bounds one entry's message: longer ones are cut at
+	// a character boundary and end with a marker saying how long they
+	// were. 8 KiB holds any real log line, a stack trace's worth.
+	MaxMessageBytes = 8 << 10
+	// maxFieldBytes bounds an entry's category and jobId, which are
+	// short in any honest entry.
+	maxFieldBytes = 256
+	// DefaultMaxBytes bounds the queue's entries together (4 MiB: 5000
+	// entries of 800 bytes, far more than typical lines of about 200).
+	DefaultMaxBytes = 4 << 20
+	// MaxBatchTries is how many times a batch is sent before it is
+	// dropped with a marker (a studio that refuses it without saying why
+	// would otherwise get it again on every reconnect, forever).
+	MaxBatchTries = 3
+	// entryOverhead approximates the JSON around an entry's fields in a
+	// logBatch frame, so that a batch's size estimate is an upper bound
+	// for entries without characters JSON escapes.
+	entryOverhead = 64
+)
 
 // Levels shipped to the studio (§8.2).
 const (
@@ -26,29 +53,40 @@ const (
 	LevelError = protocol.LevelError
 )
 
-// CategoryLogs is the category of the queue's own drop marker.
+// CategoryLogs is the category of the queue's own markers.
 const CategoryLogs = "logs"
 
 // Entry is one shipped log line: the wire's LogEntry (§8.2), so a drained
 // batch goes into a logBatch frame as it is.
 type Entry = protocol.LogEntry
 
-// Queue is a bounded FIFO of entries. When it is full the oldest entries
-// are dropped and one warn/logs marker entry at the front says how many
-// ("ship queue full (5000 entries); dropped N oldest"); repeated drops
-// update that one marker rather than adding more. The queue never holds
-// more than its capacity, marker included.
+// Queue is a bounded FIFO of entries. When it is full (by entry count or by
+// bytes) the oldest entries are dropped and one warn/logs marker entry at
+// the front says how many ("ship queue full (5000 entries); dropped N
+// oldest"); repeated drops update that one marker rather than adding more.
+// The queue never holds more than its capacity, marker included.
 //
 // A Queue is safe for concurrent use. Create one with New.
 type Queue struct {
 	capacity int
+	maxBytes int
 	now      func() time.Time
 
 	mu sync.Mutex // guards the fields below
-	// entries is oldest first. When dropped > 0, entries[0] is the live
-	// drop marker and counts dropped entries.
-	entries []Entry
+	// items is oldest first. When dropped > 0, items[0] is the live drop
+	// marker and counts dropped entries.
+	items   []item
+	bytes   int // sum of the items' sizes
 	dropped int
+	// fullBy says which bound made the live marker ("5000 entries").
+	fullBy string
+}
+
+// item is a queued entry with how often it was sent without success.
+type item struct {
+	e     Entry
+	size  int
+	tries int
 }
 
 // Option configures a Queue.
@@ -65,7 +103,15 @@ func WithCapacity(n int) Option {
 	}
 }
 
-// WithClock sets the clock used for the drop marker's timestamp (default
+// WithMaxBytes sets the byte bound (default DefaultMaxBytes); it is raised
+// to fit at least two entries of the largest size.
+func WithMaxBytes(n int) Option {
+	return func(q *Queue) {
+		q.maxBytes = max(n, 2*(MaxMessageBytes+2*maxFieldBytes+entryOverhead+64))
+	}
+}
+
+// WithClock sets the clock used for the markers' timestamps (default
 // time.Now).
 func WithClock(now func() time.Time) Option {
 	return func(q *Queue) { q.now = now }
@@ -73,7 +119,7 @@ func WithClock(now func() time.Time) Option {
 
 // New returns an empty queue.
 func New(opts ...Option) *Queue {
-	q := &Queue{capacity: DefaultCapacity, now: time.Now}
+	q := &Queue{capacity: DefaultCapacity, maxBytes: DefaultMaxBytes, now: time.Now}
 	for _, o := range opts {
 		o(q)
 	}
@@ -87,50 +133,99 @@ func (q *Queue) Capacity() int { return q.capacity }
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.entries)
+	return len(q.items)
 }
 
-// Push appends e, dropping the oldest entries if the queue is full. It
-// never blocks on anything but the queue's own lock.
+// Size estimates the bytes e takes in a logBatch frame.
+func Size(e Entry) int {
+	return len(e.Ts) + len(e.Level) + len(e.Category) + len(e.Message) + len(e.JobID) + entryOverhead
+}
+
+// Clip bounds e: the message to MaxMessageBytes plus a marker saying how
+// long it was, the category and jobId to 256 bytes, each cut at a
+// character boundary.
+func Clip(e Entry) Entry {
+	if len(e.Message) > MaxMessageBytes {
+		e.Message = cut(e.Message, MaxMessageBytes) + fmt.Sprintf(" … [truncated: %d bytes]", len(e.Message))
+	}
+	e.Category = cut(e.Category, maxFieldBytes)
+	e.JobID = cut(e.JobID, maxFieldBytes)
+	return e
+}
+
+// cut returns s cut to at most n bytes at a UTF-8 character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Push appends e (clipped), dropping the oldest entries if the queue is
+// full. It never blocks on anything but the queue's own lock.
 func (q *Queue) Push(e Entry) {
+	e = Clip(e)
+	it := item{e: e, size: Size(e)}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.entries) >= q.capacity {
-		q.makeRoomLocked()
-	}
-	q.entries = append(q.entries, e)
+	q.makeRoomLocked(1, it.size)
+	q.items = append(q.items, it)
+	q.bytes += it.size
 }
 
-// makeRoomLocked frees one slot by dropping the oldest real entry, keeping
-// (or creating) the marker at the front.
-func (q *Queue) makeRoomLocked() {
-	if q.dropped == 0 {
-		// No marker yet: drop the two oldest entries, one for the new
-		// entry's slot and one for the marker's, and put the marker where
-		// the second one was.
-		q.entries[1] = q.markerLocked(2)
-		q.entries = q.entries[1:]
-		q.dropped = 2
-		return
+// makeRoomLocked drops the oldest real entries until n more entries of
+// size bytes in all fit both bounds, keeping (or creating) the marker at
+// the front.
+func (q *Queue) makeRoomLocked(n, size int) {
+	for {
+		byCount := len(q.items)+n > q.capacity
+		byBytes := q.bytes+size > q.maxBytes
+		if !byCount && !byBytes {
+			return
+		}
+		if byCount {
+			q.fullBy = fmt.Sprintf("%d entries", q.capacity)
+		} else {
+			q.fullBy = fmt.Sprintf("%d bytes", q.maxBytes)
+		}
+		if q.dropped == 0 {
+			if len(q.items) == 0 {
+				return
+			}
+			// No marker yet: the oldest entry makes way for it.
+			q.bytes -= q.items[0].size
+			q.items[0] = q.markerLocked(1)
+			q.bytes += q.items[0].size
+			q.dropped = 1
+			continue
+		}
+		if len(q.items) < 2 {
+			return // only the marker left
+		}
+		// Marker at [0]: the oldest real entry is [1]. Slide the marker
+		// over it.
+		q.dropped++
+		q.bytes -= q.items[1].size
+		q.items[1] = q.items[0]
+		q.items[0] = item{}
+		q.items = q.items[1:]
+		q.bytes -= q.items[0].size
+		q.items[0] = q.markerLocked(q.dropped)
+		q.bytes += q.items[0].size
 	}
-	// Marker at [0]: the oldest real entry is [1]. Slide the marker over it.
-	q.dropped++
-	q.entries[1] = q.entries[0]
-	q.entries = q.entries[1:]
-	q.entries[0].Message = q.markerMessage(q.dropped)
 }
 
-func (q *Queue) markerLocked(n int) Entry {
-	return Entry{
+func (q *Queue) markerLocked(n int) item {
+	e := Entry{
 		Ts:       protocol.FormatTimestamp(q.now()),
 		Level:    LevelWarn,
 		Category: CategoryLogs,
-		Message:  q.markerMessage(n),
+		Message:  fmt.Sprintf("ship queue full (%s); dropped %d oldest", q.fullBy, n),
 	}
-}
-
-func (q *Queue) markerMessage(n int) string {
-	return fmt.Sprintf("ship queue full (%d entries); dropped %d oldest", q.capacity, n)
+	return item{e: e, size: Size(e)}
 }
 
 // Drain removes and returns every queued entry, oldest first (nil when the
@@ -138,34 +233,129 @@ func (q *Queue) markerMessage(n int) string {
 func (q *Queue) Drain() []Entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := q.entries
-	q.entries = nil
-	q.dropped = 0
+	out := entries(q.items)
+	q.items, q.bytes, q.dropped = nil, 0, 0
 	return out
 }
 
-// Requeue puts a batch that could not be sent back at the front of the
-// queue, ahead of anything queued since it was drained (spec §8.3 LATER).
-// The bound still holds: if the result is too long, the oldest entries go
-// and a marker says so. front is not retained.
-func (q *Queue) Requeue(front []Entry) {
-	if len(front) == 0 {
+func entries(items []item) []Entry {
+	if len(items) == 0 {
+		return nil
+	}
+	out := make([]Entry, len(items))
+	for i, it := range items {
+		out[i] = it.e
+	}
+	return out
+}
+
+// Batch is entries taken from the queue for one logBatch frame.
+type Batch struct {
+	Entries []Entry
+	// Bytes estimates the entries' size in the frame (see Size).
+	Bytes int
+	// tries is the most times any of the entries was sent before.
+	tries []int
+}
+
+// Len returns the number of entries.
+func (b Batch) Len() int { return len(b.Entries) }
+
+// NextBatch removes and returns the oldest entries whose sizes add up to
+// at most maxBytes (at least one entry, which is never larger than a
+// clipped entry), or an empty batch when the queue is empty.
+func (q *Queue) NextBatch(maxBytes int) Batch {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var b Batch
+	n := 0
+	for n < len(q.items) && (n == 0 || b.Bytes+q.items[n].size <= maxBytes) {
+		b.Bytes += q.items[n].size
+		n++
+	}
+	if n == 0 {
+		return b
+	}
+	b.Entries = entries(q.items[:n])
+	b.tries = make([]int, n)
+	for i := range n {
+		b.tries[i] = q.items[i].tries
+	}
+	clear(q.items[:n])
+	q.items = q.items[n:]
+	if len(q.items) == 0 {
+		q.items = nil
+	}
+	q.bytes -= b.Bytes
+	q.dropped = 0 // a live marker left with the batch
+	return b
+}
+
+// Requeue puts a batch whose send failed back at the front of the queue,
+// ahead of anything queued since it was taken (spec §8.3 LATER). Its
+// entries that have now been sent MaxBatchTries times are dropped instead,
+// with a marker. The bounds still hold: if the result is too long, the
+// oldest entries go and a marker says so.
+func (q *Queue) Requeue(b Batch) {
+	if b.Len() == 0 {
 		return
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	merged := make([]Entry, 0, len(front)+len(q.entries))
-	merged = append(merged, front...)
-	merged = append(merged, q.entries...)
+	front := make([]item, 0, b.Len()+1)
+	gaveUp := 0
+	for i, e := range b.Entries {
+		tries := 1
+		if i < len(b.tries) {
+			tries += b.tries[i]
+		}
+		if tries >= MaxBatchTries {
+			gaveUp++
+			continue
+		}
+		front = append(front, item{e: e, size: Size(e), tries: tries})
+	}
+	if gaveUp > 0 {
+		front = append(front, q.noteLocked(fmt.Sprintf("dropped %d log entries the studio did not take in %d sends", gaveUp, MaxBatchTries)))
+	}
+	q.mergeFrontLocked(front)
+}
+
+// Drop discards a batch that must not be sent again (the studio refused
+// it) and queues a marker that says so, with why.
+func (q *Queue) Drop(b Batch, why string) {
+	if b.Len() == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.mergeFrontLocked([]item{q.noteLocked(fmt.Sprintf("dropped a log batch of %d entries (%d bytes): %s", b.Len(), b.Bytes, why))})
+}
+
+// Note queues a warn/logs entry from the queue's owner (the session), at
+// the front, so it goes out with the next batch.
+func (q *Queue) Note(msg string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.mergeFrontLocked([]item{q.noteLocked(msg)})
+}
+
+func (q *Queue) noteLocked(msg string) item {
+	e := Clip(Entry{Ts: protocol.FormatTimestamp(q.now()), Level: LevelWarn, Category: CategoryLogs, Message: msg})
+	return item{e: e, size: Size(e)}
+}
+
+// mergeFrontLocked puts front ahead of the queued items and restores the
+// bounds, dropping the oldest entries (of front first) with a marker.
+func (q *Queue) mergeFrontLocked(front []item) {
+	merged := append(front, q.items...)
+	q.items, q.bytes = nil, 0
 	// A marker that was live is now in the middle; it stays as a plain,
 	// still-true entry.
 	q.dropped = 0
-	if len(merged) <= q.capacity {
-		q.entries = merged
-		return
+	for _, it := range merged {
+		q.bytes += it.size
 	}
-	drop := len(merged) - q.capacity + 1 // +1 for the marker's slot
-	merged[drop-1] = q.markerLocked(drop)
-	q.entries = merged[drop-1:]
-	q.dropped = drop
+	q.items = merged
+	q.makeRoomLocked(0, 0)
 }

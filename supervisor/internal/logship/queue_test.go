@@ -86,7 +86,7 @@ func TestQueueRequeue(t *testing.T) {
 			for _, e := range tt.queued {
 				q.Push(e)
 			}
-			q.Requeue(tt.front)
+			q.Requeue(Batch{Entries: tt.front})
 			assertEntries(t, q.Drain(), tt.want)
 		})
 	}
@@ -99,7 +99,7 @@ func TestQueueRequeueKeepsBoundAfterMarker(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		q.Push(entry(i))
 	}
-	q.Requeue([]Entry{entry(-1)})
+	q.Requeue(Batch{Entries: []Entry{entry(-1)}})
 	if got := q.Len(); got != 3 {
 		t.Fatalf("Len() = %d, want 3", got)
 	}

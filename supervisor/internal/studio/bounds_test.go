@@ -1,6 +1,8 @@
 package studio
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -9,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/supervisor/internal/logship"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
@@ -90,14 +94,22 @@ func TestRejectFloodIsBounded(t *testing.T) {
 	}
 	peak := stop()
 	elapsed := time.Since(start)
-	t.Logf("%d offers refused: %d rejects reached the studio; goroutines %d before, %d at the peak", n, rejects, base, peak)
+	// The worker has handled every offer: the counts are final. The
+	// rejects it wrote after the accept are still on their way.
+	st2 := w.c.Status()
+	for uint64(rejects)+st2.RejectsDropped+st2.RejectsCoalesced < n {
+		if _, ok := sc.next(t).(protocol.Reject); ok {
+			rejects++
+		}
+	}
 	if peak > base+50 {
 		t.Errorf("goroutines peaked at %d (from %d) while refusing %d offers, want at most %d", peak, base, n, base+50)
 	}
 	if got := waitFor(t, w.runner.started, "RunJob"); got != "good" {
 		t.Errorf("ran %q, want good", got)
 	}
-	st2 := w.c.Status()
+	t.Logf("%d offers refused in %v: %d rejects reached the studio, %d dropped; goroutines %d before, %d at the peak",
+		n, elapsed, rejects, st2.RejectsDropped, base, peak)
 	if st2.OffersRefused != n || uint64(rejects)+st2.RejectsDropped+st2.RejectsCoalesced != n {
 		t.Errorf("refused %d, dropped %d, coalesced %d, received %d; want %d refused, each reject received or dropped",
 			st2.OffersRefused, st2.RejectsDropped, st2.RejectsCoalesced, rejects, n)
@@ -170,5 +182,154 @@ func TestLogLimit(t *testing.T) {
 	}
 	if ok, n := l.allow("x"); !ok || n != 0 {
 		t.Errorf("second line: allow = %v, %d; want true, 0", ok, n)
+	}
+}
+
+// devWorkerLogs waits until the dev studio holds a log entry of worker id
+// for which match is true, or the worker has been welcomed maxSessions
+// times (a reconnect loop), and returns the entry and the session count.
+func devWorkerLogs(t *testing.T, ds *devstudio.Server, id string, maxSessions int, match func(protocol.LogEntry) bool) (protocol.LogEntry, int) {
+	t.Helper()
+	var found protocol.LogEntry
+	v, err := ds.WaitWorker(ctxLimit(t), id, func(v devstudio.WorkerView) bool {
+		logs, _ := ds.WorkerLogs(id)
+		for _, e := range logs {
+			if match(e) {
+				found = e
+				return true
+			}
+		}
+		return v.Sessions >= maxSessions
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found, v.Sessions
+}
+
+// TestHugeLogLineIsNotResentForever ships a 20 MiB log line to a dev studio
+// that refuses frames over 16 MiB (close 1009): the line must reach the
+// studio truncated, with a marker, and the session must not be lost to it
+// (before: the batch was requeued and resent on every reconnect, forever).
+func TestHugeLogLineIsNotResentForever(t *testing.T) {
+	ds := newDevStudio(t, devstudio.Config{})
+	id, token, err := ds.AddWorker("w-logs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := logship.New()
+	q.Push(entryText("huge " + strings.Repeat("x", 20<<20)))
+	q.Push(entryText("sentinel"))
+	runDevWorker(t, ds, id, token, &devRunner{}, func(c *Config) {
+		c.Logs = q
+		c.LogFlushInterval = 10 * time.Millisecond
+	})
+	e, sessions := devWorkerLogs(t, ds, id, 4, func(e protocol.LogEntry) bool { return e.Message == "sentinel" })
+	if e.Message != "sentinel" || sessions != 1 {
+		t.Fatalf("the studio got the line after it: %v, in %d sessions; want it in one session", e.Message == "sentinel", sessions)
+	}
+	logs, _ := ds.WorkerLogs(id)
+	for _, e := range logs {
+		if strings.HasPrefix(e.Message, "huge ") {
+			if len(e.Message) > 8<<10+100 || !strings.Contains(e.Message, "[truncated") {
+				t.Errorf("the huge line arrived as %d bytes ending %q, want it truncated with a marker", len(e.Message), e.Message[max(0, len(e.Message)-60):])
+			}
+			return
+		}
+	}
+	t.Error("the huge line never arrived, not even truncated")
+}
+
+// TestLogBatchRefusedAsTooLargeIsDropped: a studio whose frame limit is
+// below one (already truncated) entry closes the session with 1009; the
+// batch is dropped with a marker in the next session, never sent again.
+func TestLogBatchRefusedAsTooLargeIsDropped(t *testing.T) {
+	ds := newDevStudio(t, devstudio.Config{MaxFrameBytes: 4 << 10})
+	id, token, err := ds.AddWorker("w-1009")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := logship.New()
+	q.Push(entryText("big " + strings.Repeat("y", 6<<10)))
+	runDevWorker(t, ds, id, token, &devRunner{}, func(c *Config) {
+		c.Logs = q
+		c.LogFlushInterval = 10 * time.Millisecond
+	})
+	e, sessions := devWorkerLogs(t, ds, id, 4, func(e protocol.LogEntry) bool {
+		return e.Category == logship.CategoryLogs && strings.Contains(e.Message, "1009")
+	})
+	if e.Message == "" || sessions != 2 {
+		t.Fatalf("marker %q after %d sessions; want a marker in the second session", e.Message, sessions)
+	}
+	q.Push(entryText("sentinel"))
+	if e, sessions := devWorkerLogs(t, ds, id, 3, func(e protocol.LogEntry) bool { return e.Message == "sentinel" }); e.Message != "sentinel" || sessions != 2 {
+		t.Fatalf("sentinel arrived %v in %d sessions, want in the second session (the batch never resent)", e.Message == "sentinel", sessions)
+	}
+}
+
+// TestCompleteJSONOverFrameLimit: a JSON result whose frame is over the
+// send limit is not sent (the studio would close with 1009 and the job
+// would fail as "worker disconnected" on every node); CompleteJSON says so
+// and the session stays up, so the job can be failed for good.
+func TestCompleteJSONOverFrameLimit(t *testing.T) {
+	ds := newDevStudio(t, devstudio.Config{MaxAttempts: 1})
+	id, token, err := ds.AddWorker("w-json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &devRunner{override: map[string]func(context.Context, *protocol.JobOfferClaim, Reporter){}, errs: make(chan error, 4)}
+	big := json.RawMessage(`{"text":"` + strings.Repeat("z", 17<<20) + `"}`)
+	var sendErr error
+	r.set("job-1", func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+		sendErr = rep.CompleteJSON(ctx, big, c.Task.Prompt())
+		if sendErr != nil {
+			rep.Fail(ctx, sendErr.Error(), false)
+		}
+	})
+	runDevWorker(t, ds, id, token, r, nil)
+	jobID, err := ds.Submit("synthetic-llm", json.RawMessage(`{"kind":"llm","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ds.WaitJob(ctxLimit(t), jobID, func(v devstudio.JobView) bool { return v.Status.Done() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sendErr == nil || v.Status != devstudio.JobFailed || v.Retryable || !strings.Contains(v.Error, "frame") {
+		t.Errorf("CompleteJSON = %v; job %s retryable=%v %q; want an error, and the job failed for good naming the frame limit", sendErr, v.Status, v.Retryable, v.Error)
+	}
+	if w, _ := ds.WaitConnected(ctxLimit(t), id); w.Sessions != 1 {
+		t.Errorf("%d sessions, want the first one kept", w.Sessions)
+	}
+}
+
+// TestSettleLogs: once a session has ended, a batch whose send failed goes
+// back to the queue, unless the studio closed with 1009 (too large): then
+// it is dropped with a marker.
+func TestSettleLogs(t *testing.T) {
+	tests := []struct {
+		name      string
+		closeCode int
+		want      string // first queued entry's message (prefix)
+	}{
+		{"dropped connection: requeued", 0, "lost"},
+		{"going away: requeued", 1001, "lost"},
+		{"too large: dropped with a marker", 1009, "dropped a log batch of 1 entries"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := logship.New()
+			q.Push(entryText("lost"))
+			c, err := New(Config{BaseURL: "http://127.0.0.1:1/", Capabilities: testCaps, Jobs: newRunner(), Logs: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &session{c: c, log: c.log, unsent: q.NextBatch(1 << 20)}
+			s.settleLogs(outcome{kind: outDisconnected, closeCode: tt.closeCode})
+			got := q.Drain()
+			if len(got) != 1 || !strings.HasPrefix(got[0].Message, tt.want) {
+				t.Errorf("queue %+v, want one entry starting %q", got, tt.want)
+			}
+		})
 	}
 }

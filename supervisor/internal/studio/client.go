@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,12 @@ type JobRunner interface {
 type Reporter interface {
 	// CompleteJSON sends completeJson. result must be a JSON object or
 	// array; prompt is the full prompt (§7.4). A send failure is the job's
-	// failure: no fail frame can follow on a dead socket.
+	// failure: no fail frame can follow on a dead socket. A result whose
+	// frame would be over Config.MaxSendFrameBytes is not sent: the error
+	// is a *FrameTooLargeError (errors.Is ErrFrameTooLarge), nothing is
+	// reported and the session goes on, so the runner can fail the job
+	// for good (the studio would refuse the frame from any node). A frame
+	// over the limit only because of the prompt goes without the prompt.
 	CompleteJSON(ctx context.Context, result json.RawMessage, prompt string) error
 	// Upload posts the binary result as §7.1 multipart (parts prompt, ext,
 	// image; filename <jobId>.<ext>; part content type from ext), streamed,
@@ -94,8 +100,10 @@ type Config struct {
 	ReadIdleTimeout   time.Duration // no application frame for this long ⇒ dead (20s, I-4)
 	ConnectTimeout    time.Duration // TCP+TLS+upgrade (15s, I-6)
 	CloseTimeout      time.Duration // sending the close frame (5s, I-6)
-	// WriteTimeout bounds every frame write; a write that cannot finish is
-	// a dead socket (default 10s).
+	// WriteTimeout bounds a frame write's lack of progress: each 32 KiB of
+	// a frame must go within it, however long the whole frame takes; a
+	// write that makes no progress for this long is a dead socket
+	// (default 10s).
 	WriteTimeout   time.Duration
 	BackoffBase    time.Duration // (1s)
 	BackoffMax     time.Duration // (30s)
@@ -105,10 +113,34 @@ type Config struct {
 	// MaxFrameBytes caps a frame from the studio; a larger one is a
 	// protocol error (default 16 MiB).
 	MaxFrameBytes int64
+	// MaxSendFrameBytes caps a frame to the studio (default 16 MiB, the
+	// dev studio's limit on what it reads; the spec names none, open point
+	// 18). A larger frame is never sent: a studio refuses it with close
+	// 1009 and would refuse it from any node. A JSON result over it fails
+	// its job for good (see Reporter.CompleteJSON).
+	MaxSendFrameBytes int64
+	// MaxLogBatchBytes caps the entries of one logBatch frame (default 256
+	// KiB): log shipping never comes near a frame limit, and a batch the
+	// studio refuses anyway costs little.
+	MaxLogBatchBytes int
+	// UploadStallTimeout bounds an upload's lack of progress: it fails
+	// when no byte of the body is taken, or no answer comes once the body
+	// is sent, for this long, however long the whole upload takes
+	// (default 60s, the spec's HTTP timeout). HTTPClient's own Timeout is
+	// not applied to uploads, so a large result on a slow link is not cut
+	// off at a fixed total.
+	UploadStallTimeout time.Duration
+	// NetDialContext, if set, dials the WebSocket's TCP connection
+	// (default: a net.Dialer).
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// DefaultMaxFrameBytes is the default cap on a frame from the studio.
+// DefaultMaxFrameBytes is the default cap on a frame from and to the
+// studio.
 const DefaultMaxFrameBytes = 16 << 20
+
+// DefaultMaxLogBatchBytes is the default cap on one logBatch's entries.
+const DefaultMaxLogBatchBytes = 256 << 10
 
 func (c *Config) setDefaults() error {
 	if c.Capabilities == nil {
@@ -138,6 +170,13 @@ func (c *Config) setDefaults() error {
 	if c.MaxFrameBytes <= 0 {
 		c.MaxFrameBytes = DefaultMaxFrameBytes
 	}
+	if c.MaxSendFrameBytes <= 0 {
+		c.MaxSendFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.MaxLogBatchBytes <= 0 {
+		c.MaxLogBatchBytes = DefaultMaxLogBatchBytes
+	}
+	def(&c.UploadStallTimeout, protocol.HTTPTimeout)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: protocol.HTTPTimeout}
 	}
@@ -227,6 +266,9 @@ type Client struct {
 	cfg    Config
 	log    hclog.Logger
 	policy backoff.Policy
+	// uploadClient is cfg.HTTPClient without its overall Timeout: an
+	// upload is bounded by its progress (UploadStallTimeout) instead.
+	uploadClient *http.Client
 
 	paused atomic.Bool
 	// busy is the one job slot (I-10), reserved by CAS in the offer
@@ -273,6 +315,9 @@ func New(cfg Config) (*Client, error) {
 			MaxAttempts: cfg.ReconnectAttempts,
 		},
 	}
+	uc := *cfg.HTTPClient
+	uc.Timeout = 0
+	c.uploadClient = &uc
 	c.status = Status{State: StateIdle, Since: time.Now()}
 	return c, nil
 }

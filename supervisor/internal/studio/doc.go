@@ -42,4 +42,19 @@
 //   - A runner that returns without reporting is only logged: it may have
 //     put the result in the outbox for later delivery. A runner that panics
 //     gets a fail{retryable:true} sent for it if nothing was reported.
+//
+// # Bounds
+//
+// A hostile or broken studio costs at most the job concerned. Refusals go
+// through one bounded reject queue and writer per session; a reject the
+// studio does not read in time is dropped, as the spec allows a lost reject
+// (refusals.go says why). Lines a studio can provoke once per frame are
+// rate-limited. No frame over MaxSendFrameBytes is sent (open point 18: the
+// studio's limit is not documented; it refuses a larger frame with close
+// 1009): a completeJson over it is refused to the runner, which fails the
+// job for good. Log batches stay under MaxLogBatchBytes; a batch refused
+// with 1009 is dropped with a marker, another failed batch is requeued at
+// most logship.MaxBatchTries times. Frame writes and uploads time out on a
+// lack of progress (WriteTimeout per 32 KiB, UploadStallTimeout), not on
+// their total time; an upload answered 411 is sent again with its length.
 package studio

@@ -68,3 +68,24 @@ func (e *UploadError) Error() string {
 
 // Unwrap returns the transport error.
 func (e *UploadError) Unwrap() error { return e.Err }
+
+// ErrFrameTooLarge is matched (errors.Is) by the error of a send whose
+// frame is over Config.MaxSendFrameBytes: nothing was sent, and the session
+// goes on.
+var ErrFrameTooLarge = errors.New("studio: frame over the size limit")
+
+// FrameTooLargeError is a frame that was not sent because it is over the
+// frame limit. The limit stands for the studio's (which refuses a larger
+// frame with close 1009), so such a frame would be refused from any node.
+type FrameTooLargeError struct {
+	Type  string // frame type, e.g. "completeJson"
+	Size  int64  // encoded bytes
+	Limit int64
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("%s frame of %d bytes is over the %d-byte frame limit", e.Type, e.Size, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrFrameTooLarge) true.
+func (e *FrameTooLargeError) Is(target error) bool { return target == ErrFrameTooLarge }

@@ -350,7 +350,8 @@ func TestAcceptSendFailureReleases(t *testing.T) {
 }
 
 // TestLogBatchRequeuedOnSendFailure covers §8.3 LATER: a batch whose send
-// fails goes back to the front of the queue, ahead of newer lines.
+// fails goes back to the front of the queue, ahead of newer lines, once the
+// session has ended.
 func TestLogBatchRequeuedOnSendFailure(t *testing.T) {
 	st := newTestStudio(t)
 	cfg := testConfig(st, newRunner(), &syncBuffer{})
@@ -374,6 +375,7 @@ func TestLogBatchRequeuedOnSendFailure(t *testing.T) {
 		t.Fatal("flushLogs reported success on a closed socket")
 	}
 	cfg.Logs.Push(entryText("newer"))
+	s.settleLogs(outcome{kind: outDisconnected}) // the session has ended
 	got := cfg.Logs.Drain()
 	var msgs []string
 	for _, e := range got {

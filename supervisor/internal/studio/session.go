@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/stokerhq/stoker/supervisor/internal/logship"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 	"github.com/stokerhq/stoker/supervisor/internal/secret"
 )
@@ -37,6 +38,8 @@ type outcome struct {
 	// keepBackoff keeps the reconnect counter even though the session was
 	// welcomed (the studio ended it for a fault that may repeat).
 	keepBackoff bool
+	// closeCode is the studio's close code, when it closed the socket.
+	closeCode int
 }
 
 // event is what the reader hands the dispatcher: a frame or the error that
@@ -58,6 +61,13 @@ type session struct {
 	// and guards hbSent.
 	writeMu sync.Mutex
 	hbSent  uint64 // heartbeats written, in wire order
+	lastMu  sync.Mutex
+	recent  [4]sentFrame // the last frames written in full, a ring; guarded by lastMu
+	nSent   int          // frames written; guarded by lastMu
+	// unsent is a log batch whose send failed, settled when the session
+	// has ended (see settleLogs); only the log pump and finalFlush touch
+	// it, never at the same time.
+	unsent logship.Batch
 
 	ackMu   sync.Mutex    // guards hbAcked and ackCh
 	hbAcked uint64        // heartbeatAcks received (the studio acks each heartbeat, in order)
@@ -94,6 +104,13 @@ func (s *session) limited(kind string) hclog.Logger {
 		return s.log.With("suppressed_similar", n)
 	}
 	return s.log
+}
+
+// sentFrame describes a frame written to the socket.
+type sentFrame struct {
+	typ     string
+	bytes   int
+	entries int // of a logBatch
 }
 
 // readIdleError is the reader's report of a silent socket (I-4).
@@ -150,6 +167,7 @@ func (c *Client) dial(ctx context.Context, u string, token secret.Value) (*webso
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: c.cfg.ConnectTimeout,
 		Subprotocols:     []string{protocol.Subprotocol},
+		NetDialContext:   c.cfg.NetDialContext,
 	}
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+token.Reveal())
@@ -225,6 +243,7 @@ func (s *session) run(ctx context.Context) outcome {
 		s.finalFlush()
 	}
 	s.teardown(closeReason(out))
+	s.settleLogs(out)
 	return out
 }
 
@@ -349,13 +368,20 @@ func (s *session) readFailure(err error) outcome {
 		code, _ := protocol.ErrorCodeForClose(ce.Code)
 		switch ce.Code {
 		case protocol.CloseAuthFailed:
-			return outcome{kind: outAuthFailed, err: fmt.Errorf("studio closed with %d: %s", ce.Code, ce.Text)}
+			return outcome{kind: outAuthFailed, err: fmt.Errorf("studio closed with %d: %s", ce.Code, ce.Text), closeCode: ce.Code}
 		case protocol.CloseDuplicateWorker, protocol.CloseWorkerDeleted:
-			return outcome{kind: outFatal, err: &FatalError{Code: code, CloseCode: ce.Code, Message: ce.Text}}
+			return outcome{kind: outFatal, err: &FatalError{Code: code, CloseCode: ce.Code, Message: ce.Text}, closeCode: ce.Code}
 		case protocol.CloseProtocolViolation:
-			return outcome{kind: outDisconnected, err: fmt.Errorf("studio closed with %d: %s", ce.Code, ce.Text), keepBackoff: true}
+			return outcome{kind: outDisconnected, err: fmt.Errorf("studio closed with %d: %s", ce.Code, ce.Text), keepBackoff: true, closeCode: ce.Code}
+		case websocket.CloseMessageTooBig:
+			// The studio refused a frame as too large. Whatever it was,
+			// it is not sent again (see settleLogs); a reconnect loop
+			// over it gets growing backoff.
+			big := s.suspect()
+			s.log.Error("studio refused a frame as too large (close 1009)", "likely_frame", big.typ, "likely_frame_bytes", big.bytes)
+			return outcome{kind: outDisconnected, err: fmt.Errorf("studio closed with %d (message too big): %s", ce.Code, ce.Text), keepBackoff: true, closeCode: ce.Code}
 		}
-		return outcome{kind: outDisconnected, err: fmt.Errorf("studio closed the connection with %d: %s", ce.Code, ce.Text)}
+		return outcome{kind: outDisconnected, err: fmt.Errorf("studio closed the connection with %d: %s", ce.Code, ce.Text), closeCode: ce.Code}
 	}
 	var pe protocolError
 	if errors.As(err, &pe) {
@@ -473,33 +499,86 @@ func (s *session) write(f protocol.Frame) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	var entries int
+	if b, ok := f.(protocol.LogBatch); ok {
+		entries = len(b.Entries)
+	}
+	return s.writeData(protocol.TypeOf(f), data, entries)
+}
+
+// writeChunk is how much of a frame must go out within WriteTimeout: a
+// write times out on a lack of progress, not on its total time, so a large
+// frame on a slow link (1 MB at 50 KB/s takes 20 s) goes through while a
+// socket that takes nothing fails within WriteTimeout. 32 KiB in the
+// default 10 s is 3.2 KB/s, slower than any link a studio is worth
+// talking over.
+const writeChunk = 32 << 10
+
+// writeData writes one encoded frame of type typ. A frame over
+// MaxSendFrameBytes is not sent: the error wraps ErrFrameTooLarge and the
+// session goes on. Any other failure breaks the session.
+func (s *session) writeData(typ string, data []byte, entries int) (uint64, error) {
+	if limit := s.c.cfg.MaxSendFrameBytes; int64(len(data)) > limit {
+		return 0, &FrameTooLargeError{Type: typ, Size: int64(len(data)), Limit: limit}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if s.closed.Load() {
-		return 0, fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
+		return 0, fmt.Errorf("send %s: %w", typ, ErrSessionClosed)
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(s.c.cfg.WriteTimeout))
-	if err := s.conn.WriteMessage(websocket.TextMessage, data); err != nil {
+	if err := s.writeProgressing(data); err != nil {
 		if errors.Is(err, websocket.ErrCloseSent) {
 			// The reader got the studio's close frame and echoed it; it
 			// reports the close code, which decides the outcome.
-			return 0, fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
+			return 0, fmt.Errorf("send %s: %w", typ, ErrSessionClosed)
 		}
-		err = fmt.Errorf("send %s: %w", protocol.TypeOf(f), err)
+		err = fmt.Errorf("send %s: %w", typ, err)
 		s.brokenOnce.Do(func() {
 			s.brokenErr = err
 			close(s.broken)
 		})
 		if s.closed.Load() {
-			return 0, fmt.Errorf("send %s: %w", protocol.TypeOf(f), ErrSessionClosed)
+			return 0, fmt.Errorf("send %s: %w", typ, ErrSessionClosed)
 		}
 		return 0, err
 	}
-	if _, ok := f.(protocol.Heartbeat); ok {
+	s.lastMu.Lock()
+	s.recent[s.nSent%len(s.recent)] = sentFrame{typ: typ, bytes: len(data), entries: entries}
+	s.nSent++
+	s.lastMu.Unlock()
+	if typ == protocol.TypeHeartbeat {
 		s.hbSent++
 		return s.hbSent, nil
 	}
 	return 0, nil
+}
+
+// writeProgressing writes data as one text message, writeChunk bytes at a
+// time, each within WriteTimeout of the last. Bytes that leave also move
+// the read-idle deadline on: a studio busy reading a large frame of ours
+// sends nothing meanwhile (not even a heartbeatAck, since no heartbeat can
+// go out before the frame ends), and a socket that takes our bytes is not
+// half-open (I-4).
+func (s *session) writeProgressing(data []byte) error {
+	timeout := s.c.cfg.WriteTimeout
+	s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	w, err := s.conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < len(data); off += writeChunk {
+		end := min(off+writeChunk, len(data))
+		s.conn.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := w.Write(data[off:end]); err != nil {
+			w.Close()
+			return err
+		}
+		if len(data) > writeChunk {
+			s.conn.SetReadDeadline(time.Now().Add(s.c.cfg.ReadIdleTimeout))
+		}
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	return w.Close()
 }
 
 // heartbeatPump sends a heartbeat at once and then every HeartbeatInterval;
@@ -520,9 +599,9 @@ func (s *session) heartbeatPump() {
 	}
 }
 
-// logPump drains the ship queue at once and then every LogFlushInterval. A
-// batch whose send fails goes back to the front of the queue (LATER) and
-// the pump stops; the next session ships it.
+// logPump ships the queue at once and then every LogFlushInterval. A
+// batch whose send fails is kept until the session has ended (settleLogs
+// decides its fate) and the pump stops; the next session ships the queue.
 func (s *session) logPump() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.c.cfg.LogFlushInterval)
@@ -539,19 +618,26 @@ func (s *session) logPump() {
 	}
 }
 
-// flushLogs ships the queue's content; it reports false when the send
-// failed (the batch is requeued).
+// flushLogs ships the queue's content in batches of at most
+// MaxLogBatchBytes (so a batch always fits a frame the studio takes); it
+// reports false when a send failed.
 func (s *session) flushLogs() bool {
 	q := s.c.cfg.Logs
-	batch := q.Drain()
-	if len(batch) == 0 {
-		return true
+	for {
+		b := q.NextBatch(s.c.cfg.MaxLogBatchBytes)
+		if b.Len() == 0 {
+			return true
+		}
+		if _, err := s.write(protocol.LogBatch{Entries: b.Entries}); err != nil {
+			if errors.Is(err, ErrFrameTooLarge) {
+				// Only a MaxSendFrameBytes below MaxLogBatchBytes gets here.
+				q.Drop(b, err.Error())
+				continue
+			}
+			s.unsent = b
+			return false
+		}
 	}
-	if err := s.send(protocol.LogBatch{Entries: batch}); err != nil {
-		q.Requeue(batch)
-		return false
-	}
-	return true
 }
 
 // finalFlush ships what is queued before a graceful stop (I-25).
@@ -559,6 +645,46 @@ func (s *session) finalFlush() {
 	if s.c.cfg.Logs != nil {
 		s.flushLogs()
 	}
+}
+
+// settleLogs runs once the session has ended and its pumps have stopped. A
+// batch the studio refused as too large (close 1009) is dropped with a
+// marker, never sent again; another failed batch goes back to the front of
+// the queue (spec §8.3 LATER), at most MaxBatchTries times. If the studio
+// closed with 1009 right after a batch went out whole, the marker says so.
+func (s *session) settleLogs(out outcome) {
+	q := s.c.cfg.Logs
+	if q == nil {
+		return
+	}
+	b := s.unsent
+	s.unsent = logship.Batch{}
+	tooBig := out.closeCode == websocket.CloseMessageTooBig
+	switch {
+	case b.Len() > 0 && tooBig:
+		q.Drop(b, "the studio refused it as too large (close 1009)")
+	case b.Len() > 0:
+		q.Requeue(b)
+	case tooBig:
+		if big := s.suspect(); big.typ == protocol.TypeLogBatch {
+			q.Note(fmt.Sprintf("the studio closed the session as a frame was too large (close 1009) just after a log batch of %d entries (%d bytes); those entries are likely lost", big.entries, big.bytes))
+		}
+	}
+}
+
+// suspect is the frame a close 1009 most likely refused: the largest of
+// the last few written (the studio closes as soon as it sees the size; only
+// small frames, such as heartbeats, can have gone out after it).
+func (s *session) suspect() sentFrame {
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	var big sentFrame
+	for _, f := range s.recent {
+		if f.bytes > big.bytes {
+			big = f
+		}
+	}
+	return big
 }
 
 // teardown ends the session: helpers are told to stop at once, the close

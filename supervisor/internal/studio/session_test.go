@@ -571,18 +571,32 @@ func TestLogFloodShipsBoundedBatch(t *testing.T) {
 	})
 	sc := st.accept(t)
 	sc.welcome(t)
-	batch := nextOf[protocol.LogBatch](t, sc)
-	if len(batch.Entries) != 5000 {
-		t.Fatalf("first batch has %d entries, want 5000", len(batch.Entries))
+	// The queue's 5000 entries go in batches of at most
+	// DefaultMaxLogBatchBytes each.
+	var entries []logship.Entry
+	for len(entries) < 5000 {
+		batch := nextOf[protocol.LogBatch](t, sc)
+		if n := logBatchBytes(batch); n > DefaultMaxLogBatchBytes {
+			t.Errorf("batch of %d bytes, want at most %d", n, DefaultMaxLogBatchBytes)
+		}
+		entries = append(entries, batch.Entries...)
 	}
-	m := batch.Entries[0]
+	if len(entries) != 5000 {
+		t.Fatalf("batches hold %d entries, want 5000", len(entries))
+	}
+	m := entries[0]
 	if m.Level != "warn" || m.Category != "logs" || !strings.HasPrefix(m.Message, "ship queue full (5000 entries); dropped") {
 		t.Errorf("first entry = %+v, want the drop marker", m)
 	}
-	if last := batch.Entries[4999].Message; last != "flood 49999" {
+	if last := entries[4999].Message; last != "flood 49999" {
 		t.Errorf("last entry = %q, want the newest line", last)
 	}
 	_ = w
+}
+
+func logBatchBytes(b protocol.LogBatch) int {
+	data, _ := protocol.Encode(b)
+	return len(data)
 }
 
 func TestGracefulStopClosesAndFlushes(t *testing.T) {

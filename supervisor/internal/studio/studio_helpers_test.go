@@ -46,8 +46,11 @@ type testStudio struct {
 	// upgrade, if set, may answer an upgrade request itself (return true).
 	upgrade func(n int, w http.ResponseWriter, r *http.Request) bool
 	// upload answers a result upload (default 200 {"ok":true}).
-	upload  func(n int, w http.ResponseWriter, r *http.Request, u *upload)
-	uploads []*upload
+	upload func(n int, w http.ResponseWriter, r *http.Request, u *upload)
+	// uploadFirst, if set, sees an upload before its body is read and may
+	// answer it itself (return true).
+	uploadFirst func(w http.ResponseWriter, r *http.Request) bool
+	uploads     []*upload
 	// discard counts the file part's bytes instead of keeping them
 	// (benchmarks).
 	discard atomic.Bool
@@ -177,6 +180,12 @@ func (sc *studioConn) readLoop() {
 }
 
 func (st *testStudio) serveUpload(w http.ResponseWriter, r *http.Request) {
+	st.mu.Lock()
+	first := st.uploadFirst
+	st.mu.Unlock()
+	if first != nil && first(w, r) {
+		return
+	}
 	u := &upload{path: r.URL.EscapedPath(), auth: r.Header.Get("Authorization")}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" {
