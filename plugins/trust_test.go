@@ -239,3 +239,27 @@ func TestPluginInheritsNoDescriptors(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptPluginRuns: a plugin that is a script ("#!") runs from its
+// checked descriptor too, which its interpreter opens after the exec.
+func TestScriptPluginRuns(t *testing.T) {
+	dir := t.TempDir()
+	exe := copyExe(t, dir, "engine", 0o755)
+	script := filepath.Join(dir, "script-plugin")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec "+exe+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	p, err := plugins.Launch(plugins.LaunchConfig{Path: script, Env: []string{envServe + "=1"}, SHA256: hex.EncodeToString(sum[:])})
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	defer p.Kill()
+	if d, err := p.Describe(context.Background()); err != nil || d.Name != "sdktest" {
+		t.Errorf("Describe = %+v, %v", d, err)
+	}
+}

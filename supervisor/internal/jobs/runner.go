@@ -56,6 +56,13 @@ type Config struct {
 	// ReportTimeout bounds the sending of a job's outcome once the job
 	// itself is over, including after shutdown began. (default 30s)
 	ReportTimeout time.Duration
+	// MaxOutputBytes bounds a binary result; one over it fails the job as
+	// bad input. (default DefaultMaxOutputBytes, 2 GiB)
+	MaxOutputBytes int64
+	// MinFreeBytes is the disk space spooling leaves free under WorkDir; a
+	// result that would eat into it fails the job as node_limit. (default
+	// DefaultMinFreeBytes, 1 GiB)
+	MinFreeBytes uint64
 }
 
 // Runner runs accepted jobs. It implements studio.JobRunner.
@@ -91,6 +98,12 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.ReportTimeout == 0 {
 		cfg.ReportTimeout = 30 * time.Second
+	}
+	if cfg.MaxOutputBytes == 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if cfg.MinFreeBytes == 0 {
+		cfg.MinFreeBytes = DefaultMinFreeBytes
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -198,6 +211,9 @@ func (r *Runner) prepare(ctx context.Context, claim *protocol.JobOfferClaim, dir
 		Task:     taskFromClaim(*claim.Task),
 		Defaults: defaultsFromClaim(claim.ModelSource.CliDefaults),
 	}
+	if err := checkRequest(req); err != nil {
+		return nil, nil, err
+	}
 	local, lease, err := r.cfg.Models.Acquire(ctx, claim.Model, filesFromClaim(claim.ModelSource))
 	if err != nil {
 		return nil, nil, fetchError(err)
@@ -219,9 +235,14 @@ func (r *Runner) prepare(ctx context.Context, claim *protocol.JobOfferClaim, dir
 	return req, lease, nil
 }
 
-// fetchError types a model store failure: a refused name, scheme or size
-// is bad input (it fails the same way anywhere); the rest may succeed later.
+// fetchError types a model store failure: an input over this node's size
+// limit is a node limit (a node with a larger one may take it); any other
+// refused name, scheme or size is bad input (it fails the same way
+// anywhere); the rest may succeed later.
 func fetchError(err error) error {
+	if errors.Is(err, models.ErrTooLarge) {
+		return &plugins.JobError{Kind: plugins.ErrNodeLimit, Message: err.Error(), Err: err}
+	}
 	if errors.Is(err, models.ErrRefused) {
 		return &plugins.JobError{Kind: plugins.ErrBadInput, Message: err.Error(), Err: err}
 	}
@@ -267,6 +288,8 @@ func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.R
 	ev := &binaryEvents{
 		jobEvents: jobEvents{r: r, log: log},
 		dir:       dir,
+		max:       r.cfg.MaxOutputBytes,
+		minFree:   r.cfg.MinFreeBytes,
 		engineOK:  make(chan struct{}),
 		start: func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error {
 			done := make(chan error, 1)
@@ -396,9 +419,14 @@ type binaryEvents struct {
 	dir   *scratch
 	start func(ext string, first io.ReadCloser, open func() (io.ReadCloser, error)) <-chan error
 
+	// max bounds the output; minFree is the disk space the spool leaves.
+	max     int64
+	minFree uint64
+
 	ext        string
 	spool      *os.File
 	n          int64
+	checkedAt  int64          // e.n when the free space was last checked
 	pw         *io.PipeWriter // the first upload attempt's body; nil once it broke
 	uploadDone <-chan error
 	engineOK   chan struct{} // closed when the engine succeeded and the spool is complete
@@ -420,9 +448,22 @@ func (e *binaryEvents) Output(ext string, p []byte) error {
 			return plugins.Errorf(plugins.ErrEngine, "spool result: %w", err)
 		}
 		e.spool, e.ext = f, ext
+		if err := e.checkFree(dir, int64(len(p))); err != nil {
+			return err
+		}
 		pr, pw := io.Pipe()
 		e.pw = pw
 		e.uploadDone = e.start(ext, pr, e.openSpool)
+	}
+	if e.n+int64(len(p)) > e.max {
+		// Every node has the same bound: another attempt would fail the
+		// same way.
+		return plugins.Errorf(plugins.ErrBadInput, "the binary result is over %d bytes, the limit on a result", e.max)
+	}
+	if e.n-e.checkedAt >= freeCheckEvery {
+		if err := e.checkFree(filepath.Dir(e.spool.Name()), freeCheckEvery); err != nil {
+			return err
+		}
 	}
 	if _, err := e.spool.Write(p); err != nil {
 		return plugins.Errorf(plugins.ErrEngine, "spool result: %w", err)
@@ -433,6 +474,18 @@ func (e *binaryEvents) Output(ext string, p []byte) error {
 			// The first attempt broke; a retry reads the spool.
 			e.pw = nil
 		}
+	}
+	return nil
+}
+
+// checkFree fails when spooling next more bytes under dir would leave less
+// than minFree on its file system. An unreadable file system is not a
+// failure: the output bound still holds.
+func (e *binaryEvents) checkFree(dir string, next int64) error {
+	e.checkedAt = e.n
+	free, ok := diskFree(dir)
+	if ok && free < e.minFree+uint64(next) {
+		return errDiskFree(dir, free, e.minFree)
 	}
 	return nil
 }

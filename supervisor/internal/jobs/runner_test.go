@@ -33,8 +33,12 @@ func (f fakeEngines) Run(ctx context.Context, req *plugins.RunRequest, ev plugin
 	return f.run(ctx, req, ev)
 }
 
-// fakeModels serves no files; refuse makes every fetch a refusal.
-type fakeModels struct{ refuse bool }
+// fakeModels serves no files; refuse makes every fetch a refusal, and
+// inputErr is every input fetch's error.
+type fakeModels struct {
+	refuse   bool
+	inputErr error
+}
 
 func (f fakeModels) Acquire(ctx context.Context, model string, files []models.File) ([]models.Local, *models.Lease, error) {
 	if f.refuse && len(files) > 0 {
@@ -44,6 +48,9 @@ func (f fakeModels) Acquire(ctx context.Context, model string, files []models.Fi
 }
 
 func (f fakeModels) FetchInput(context.Context, string, models.InputKind, string) (string, error) {
+	if f.inputErr != nil {
+		return "", f.inputErr
+	}
 	return "", errors.New("no inputs here")
 }
 
@@ -248,6 +255,124 @@ func TestAdmitCodes(t *testing.T) {
 			}
 			if err == nil || code != tt.want || err.Error() != tt.err.Error() {
 				t.Errorf("Admit = %v with code %q, want %q with code %q", err, code, tt.err, tt.want)
+			}
+		})
+	}
+}
+
+func u32(v uint32) *uint32   { return &v }
+func f32(v float32) *float32 { return &v }
+
+// TestTaskBoundsAreNodeLimits: a task value over this node's bounds fails
+// the job as node_limit, retryable, before anything is fetched or run.
+func TestTaskBoundsAreNodeLimits(t *testing.T) {
+	image := func(w, h, steps uint32) *protocol.JobOfferClaim {
+		c := claim(protocol.KindImage)
+		c.Task.Image.Width, c.Task.Image.Height, c.Task.Image.Steps = u32(w), u32(h), u32(steps)
+		return c
+	}
+	llm := func(maxTokens uint32, content string) *protocol.JobOfferClaim {
+		c := claim(protocol.KindLLM)
+		c.Task.LLM.MaxTokens = u32(maxTokens)
+		c.Task.LLM.Messages[0].Content = content
+		return c
+	}
+	video := func(seconds float32) *protocol.JobOfferClaim {
+		c := claim(protocol.KindImage)
+		c.Task = &protocol.Task{Kind: protocol.KindVideo, Video: &protocol.VideoParams{Prompt: "p", Seconds: f32(seconds)}}
+		return c
+	}
+	tests := []struct {
+		name  string
+		claim *protocol.JobOfferClaim
+		words string
+	}{
+		{"width", image(4294967295, 512, 20), "image width 4294967295"},
+		{"height", image(512, 20000, 20), "image height 20000"},
+		{"steps", image(512, 512, 1000000), "image steps 1000000"},
+		{"max tokens", llm(4000000000, "hi"), "maxTokens 4000000000"},
+		{"prompt length", llm(16, strings.Repeat("x", 4<<20)), "text"},
+		{"video seconds", video(1e9), "video seconds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := &reporter{}
+			r := newRunner(t, fakeEngines{run: func(context.Context, *plugins.RunRequest, plugins.Events) error {
+				t.Error("the engine ran")
+				return nil
+			}}, fakeModels{})
+			r.RunJob(context.Background(), tt.claim, rep)
+			if len(rep.fails) != 1 || !rep.retry[0] || !strings.HasPrefix(rep.fails[0], "node_limit: ") || !strings.Contains(rep.fails[0], tt.words) {
+				t.Errorf("fails %q retryable %v; want one retryable node_limit naming %q", rep.fails, rep.retry, tt.words)
+			}
+		})
+	}
+	t.Run("the largest real values pass", func(t *testing.T) {
+		ran := false
+		r := newRunner(t, fakeEngines{run: func(_ context.Context, _ *plugins.RunRequest, ev plugins.Events) error {
+			ran = true
+			return chunks(ev, "png")
+		}}, fakeModels{})
+		r.RunJob(context.Background(), image(2048, 2048, 150), &reporter{})
+		if !ran {
+			t.Errorf("a 2048x2048, 150-step image did not run")
+		}
+	})
+}
+
+// TestInputOverTheNodeLimitIsRetryable: an input over this node's size
+// limit is bad input here only.
+func TestInputOverTheNodeLimitIsRetryable(t *testing.T) {
+	rep := &reporter{}
+	c := claim(protocol.KindImage)
+	c.Task.Image.InitImageURL = "https://cdn.example/big.png"
+	r := newRunner(t, fakeEngines{run: func(context.Context, *plugins.RunRequest, plugins.Events) error {
+		t.Error("the engine ran")
+		return nil
+	}}, fakeModels{inputErr: &models.Error{Op: "input", Err: fmt.Errorf("%w: body over the limit of 268435456 bytes", models.ErrTooLarge)}})
+	r.RunJob(context.Background(), c, rep)
+	if len(rep.fails) != 1 || !rep.retry[0] || !strings.HasPrefix(rep.fails[0], "node_limit: ") {
+		t.Errorf("fails %q retryable %v; want one retryable node_limit", rep.fails, rep.retry)
+	}
+}
+
+// endless writes 64 KiB chunks until Output refuses one, or up to 256 MiB.
+func endless(_ context.Context, _ *plugins.RunRequest, ev plugins.Events) error {
+	chunk := make([]byte, 64<<10)
+	for range 4096 {
+		if err := ev.Output("png", chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestSpoolIsBounded: a plugin writing output without end fails its job
+// at the output bound (final: every node has it), and one that would fill
+// the disk fails at the free-space reserve (retryable: a node with more
+// disk may take it); nothing is uploaded either way.
+func TestSpoolIsBounded(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       Config
+		kind      string
+		retryable bool
+	}{
+		{"over the output bound", Config{MaxOutputBytes: 1 << 20}, "bad_input: ", false},
+		{"into the disk reserve", Config{MinFreeBytes: 1 << 62}, "node_limit: ", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Engines, cfg.Models, cfg.WorkDir = fakeEngines{run: endless}, fakeModels{}, t.TempDir()
+			r, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := &reporter{}
+			r.RunJob(context.Background(), claim(protocol.KindImage), rep)
+			if len(rep.fails) != 1 || rep.retry[0] != tt.retryable || !strings.HasPrefix(rep.fails[0], tt.kind) || rep.uploadOK {
+				t.Errorf("fails %q retryable %v uploaded %v; want one %s fail, retryable %v", rep.fails, rep.retry, rep.uploadOK, tt.kind, tt.retryable)
 			}
 		})
 	}
