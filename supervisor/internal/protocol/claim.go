@@ -26,12 +26,21 @@ type JobOfferClaim struct {
 	// invalid holds the decode error of a claim whose jobId was readable but
 	// whose other fields were not.
 	invalid error
+	// absent names a required string the decoded claim lacked (or had as
+	// null); "" when none. A claim built in Go has none absent.
+	absent string
 }
 
 // Validate reports the first reason the claim must not be run, naming the
 // field: a decode problem, a missing jobId, gameId, assetName, model, task or
 // modelSource, or a problem found by [Task.Validate] or
 // [ModelSource.Validate]. A nil result means the claim is complete.
+//
+// It accepts what the reference worker accepts: gameId and assetName must be
+// present but may be empty strings (they are only logged; serde requires a
+// String field and takes ""). jobId and model must not be empty: the job id
+// names the upload route and the model the cache directory, and an empty one
+// cannot be served (the reference would fail such a job at once).
 func (c *JobOfferClaim) Validate() error {
 	if c.invalid != nil {
 		return c.invalid
@@ -39,10 +48,8 @@ func (c *JobOfferClaim) Validate() error {
 	switch {
 	case c.JobID == "":
 		return errors.New("claim: missing jobId")
-	case c.GameID == "":
-		return errors.New("claim: missing gameId")
-	case c.AssetName == "":
-		return errors.New("claim: missing assetName")
+	case c.absent != "":
+		return fmt.Errorf("claim: missing %s", c.absent)
 	case c.Model == "":
 		return errors.New("claim: missing model")
 	case c.Task == nil:
@@ -67,6 +74,18 @@ func (c *JobOfferClaim) UnmarshalJSON(b []byte) error {
 	err := json.Unmarshal(b, &p)
 	if err == nil {
 		*c = JobOfferClaim(p)
+		var present struct {
+			GameID    *string `json:"gameId"`
+			AssetName *string `json:"assetName"`
+		}
+		if json.Unmarshal(b, &present) == nil {
+			switch {
+			case present.GameID == nil:
+				c.absent = "gameId"
+			case present.AssetName == nil:
+				c.absent = "assetName"
+			}
+		}
 		return nil
 	}
 	var id struct {

@@ -86,6 +86,21 @@ func TestClaimValidate(t *testing.T) {
 			sub(m, "modelSource")["files"] = []any{map[string]any{"role": "vae", "url": "https://x/m", "filename": `..\x.dll`}}
 		}, wantErr: "not a plain file name"},
 		{name: "files not an array", edit: func(m map[string]any) { sub(m, "modelSource")["files"] = "m.gguf" }, wantErr: "files"},
+		// What the reference worker accepts (serde: a String field must be
+		// present, and may be empty) is accepted; absent or null is not.
+		{name: "empty gameId is fine", edit: func(m map[string]any) { m["gameId"] = "" }},
+		{name: "empty assetName is fine", edit: func(m map[string]any) { m["assetName"] = "" }},
+		{name: "null gameId", edit: func(m map[string]any) { m["gameId"] = nil }, wantErr: "missing gameId"},
+		{name: "empty image prompt is fine", edit: func(m map[string]any) { sub(m, "task")["prompt"] = "" }},
+		{name: "null image prompt", edit: func(m map[string]any) { sub(m, "task")["prompt"] = nil }, wantErr: "image: missing prompt"},
+		{name: "empty video prompt is fine", edit: func(m map[string]any) { m["task"] = map[string]any{"kind": "video", "prompt": ""} }},
+		{name: "empty tts text is fine", edit: func(m map[string]any) { m["task"] = map[string]any{"kind": "audio_tts", "text": ""} }},
+		{name: "empty llm role and content are fine", edit: func(m map[string]any) {
+			m["task"] = map[string]any{"kind": "llm", "messages": []any{map[string]any{"role": "", "content": ""}}}
+		}},
+		{name: "llm message with null role", edit: func(m map[string]any) {
+			m["task"] = map[string]any{"kind": "llm", "messages": []any{map[string]any{"role": nil, "content": "hi"}}}
+		}, wantErr: "messages[0]: missing role"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

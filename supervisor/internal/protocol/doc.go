@@ -28,4 +28,10 @@
 // field). The worker then rejects that one job with the reason instead of
 // killing the session, which loses no work: other offers and the running job
 // are unaffected, and the invalid job is never run (invariant I-13).
+//
+// "Required" means what it means to the reference decoder (serde): the key
+// is present and not null. A required string may be empty: a claim with an
+// empty gameId or assetName, or an image task with an empty prompt, is
+// valid, as the reference worker runs it; only jobId and model, which name
+// the upload route and the cache directory, must not be empty.
 package protocol

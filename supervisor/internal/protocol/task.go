@@ -44,6 +44,11 @@ type Task struct {
 	STT   *AudioSttParams
 	TTS   *AudioTtsParams
 	Video *VideoParams
+
+	// absent says which required string parameter the decoded task lacked
+	// (or had as null), e.g. "missing prompt"; "" when none. A task built
+	// in Go has none absent.
+	absent string
 }
 
 // ImageParams are the parameters of an image task. Pointer fields are
@@ -258,8 +263,14 @@ func (t Task) Prompt() string {
 
 // Validate reports the first problem with t: an unknown kind (wrapping
 // [ErrUnknownTaskKind]), parameters that do not match the kind, or a missing
-// required parameter (image/video prompt, llm messages, audio_stt inputUrl,
-// audio_tts text). Required strings must be non-empty.
+// required parameter (image/video prompt, llm messages and each message's
+// role, audio_stt inputUrl, audio_tts text).
+//
+// A required string must be present, and may be empty, as in the reference
+// worker (serde requires a String field and takes ""): an image with an
+// empty prompt is a valid, unconditioned image job, and rejecting it would
+// leave such jobs to no stoker node. An empty inputUrl is accepted too; its
+// fetch fails the job.
 func (t Task) Validate() error {
 	n := 0
 	for _, set := range []bool{t.Image != nil, t.LLM != nil, t.STT != nil, t.TTS != nil, t.Video != nil} {
@@ -287,37 +298,55 @@ func (t Task) Validate() error {
 	if !want || n != 1 {
 		return fmt.Errorf("task: parameters do not match kind %q", string(t.Kind))
 	}
-	switch {
-	case t.Image != nil:
-		if t.Image.Prompt == "" {
-			return errors.New("task: image: missing prompt")
-		}
-	case t.LLM != nil:
+	if t.absent != "" {
+		return fmt.Errorf("task: %s: %s", t.Kind, t.absent)
+	}
+	if t.LLM != nil {
 		if t.LLM.Messages == nil {
 			return errors.New("task: llm: missing messages")
-		}
-		for i, m := range t.LLM.Messages {
-			if m.Role == "" {
-				return fmt.Errorf("task: llm: messages[%d]: missing role", i)
-			}
 		}
 		if len(t.LLM.ChatTemplateKwargs) > 0 && !isJSONObject(t.LLM.ChatTemplateKwargs) {
 			return errors.New("task: llm: chatTemplateKwargs is not an object")
 		}
-	case t.STT != nil:
-		if t.STT.InputURL == "" {
-			return errors.New("task: audio_stt: missing inputUrl")
-		}
-	case t.TTS != nil:
-		if t.TTS.Text == "" {
-			return errors.New("task: audio_tts: missing text")
-		}
-	case t.Video != nil:
-		if t.Video.Prompt == "" {
-			return errors.New("task: video: missing prompt")
-		}
 	}
 	return nil
+}
+
+// absentRequired says which required string parameter of a task of kind k
+// the JSON object b lacks or has as null ("missing prompt"), or "".
+func absentRequired(k TaskKind, b []byte) string {
+	var p struct {
+		Prompt   *string `json:"prompt"`
+		Text     *string `json:"text"`
+		InputURL *string `json:"inputUrl"`
+		Messages []struct {
+			Role *string `json:"role"`
+		} `json:"messages"`
+	}
+	if json.Unmarshal(b, &p) != nil {
+		return "" // the typed decode reports the problem
+	}
+	switch k {
+	case KindImage, KindVideo:
+		if p.Prompt == nil {
+			return "missing prompt"
+		}
+	case KindAudioTTS:
+		if p.Text == nil {
+			return "missing text"
+		}
+	case KindAudioSTT:
+		if p.InputURL == nil {
+			return "missing inputUrl"
+		}
+	case KindLLM:
+		for i, m := range p.Messages {
+			if m.Role == nil {
+				return fmt.Sprintf("messages[%d]: missing role", i)
+			}
+		}
+	}
+	return ""
 }
 
 // MarshalJSON writes {"kind": …} followed by the kind's parameters.
@@ -389,6 +418,7 @@ func (t *Task) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("task: %s: %w", out.Kind, err)
 	}
+	out.absent = absentRequired(out.Kind, b)
 	*t = out
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/logship"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
@@ -331,5 +333,24 @@ func TestSettleLogs(t *testing.T) {
 				t.Errorf("queue %+v, want one entry starting %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestOfferWithEmptyStringsIsAccepted: gameId, assetName and an image
+// prompt that are present but empty are valid strings under the spec, and
+// the reference worker runs such a job; so does this one (before: rejected
+// as "missing gameId", so such jobs ran on no stoker node).
+func TestOfferWithEmptyStringsIsAccepted(t *testing.T) {
+	st := newTestStudio(t)
+	w := startWorker(t, st, nil)
+	sc := st.accept(t)
+	sc.welcome(t)
+	sc.sendRaw(t, websocket.TextMessage, []byte(`{"type":"offer","claim":{"jobId":"job-empty","gameId":"","assetName":"","model":"m","vramGbEstimate":1,
+		"task":{"kind":"image","prompt":""},"modelSource":{"engine":"synthetic","files":[],"cliDefaults":{"cfgScale":1,"steps":1,"width":1,"height":1}}}}`))
+	if a := nextOf[protocol.Accept](t, sc); a.JobID != "job-empty" {
+		t.Fatalf("accept for %q, want job-empty", a.JobID)
+	}
+	if got := waitFor(t, w.runner.started, "RunJob"); got != "job-empty" {
+		t.Errorf("ran %q, want job-empty", got)
 	}
 }
