@@ -125,3 +125,20 @@ func TestRequeueGivesUp(t *testing.T) {
 		t.Errorf("after Drop: %+v, want the marker then line 8", got)
 	}
 }
+
+// TestSinkCutsHugeValues: a line whose message or values are megabytes is
+// shipped cut, each part before it is copied.
+func TestSinkCutsHugeValues(t *testing.T) {
+	log, q := newLogger(t)
+	huge := strings.Repeat("h", 5<<20)
+	log.Info(huge, "job", huge, "detail", huge)
+	got := q.Drain()
+	if len(got) != 1 {
+		t.Fatalf("%d entries, want 1", len(got))
+	}
+	e := got[0]
+	if len(e.Message) > MaxMessageBytes+64 || !strings.Contains(e.Message, "[truncated: ") || len(e.JobID) > maxFieldBytes {
+		t.Errorf("entry of %d bytes (jobId %d), want the message cut to about %d with a marker, the job id to %d",
+			len(e.Message), len(e.JobID), MaxMessageBytes, maxFieldBytes)
+	}
+}

@@ -80,7 +80,12 @@ func (s *Sink) Accept(name string, level hclog.Level, msg string, args ...interf
 		Message:  msg,
 	}
 	var b strings.Builder
-	b.WriteString(msg)
+	if len(msg) > MaxMessageBytes {
+		// Cut before copying (Push would cut the whole line anyway).
+		fmt.Fprintf(&b, "%s … [truncated: %d bytes]", cut(msg, MaxMessageBytes), len(msg))
+	} else {
+		b.WriteString(msg)
+	}
 	for i := 0; i < len(args); i += 2 {
 		key := fmt.Sprint(args[i])
 		if i+1 >= len(args) {
@@ -96,7 +101,7 @@ func (s *Sink) Accept(name string, level hclog.Level, msg string, args ...interf
 			}
 			continue
 		case "job", "job_id", "jobId":
-			e.JobID = fmt.Sprint(val)
+			e.JobID = cut(fmt.Sprint(val), maxFieldBytes)
 			continue
 		}
 		fmt.Fprintf(&b, " %s=%s", key, formatValue(key, val))
@@ -164,6 +169,11 @@ func formatValue(key string, v interface{}) string {
 		}
 	default:
 		s = fmt.Sprint(v)
+	}
+	// A value longer than an entry may be is cut here, before it is
+	// quoted and copied into the message (Clip cuts the whole message).
+	if len(s) > MaxMessageBytes {
+		s = cut(s, MaxMessageBytes) + fmt.Sprintf("…(%d bytes)", len(s))
 	}
 	if s == "" || strings.ContainsAny(s, " \t\n\"=") {
 		return fmt.Sprintf("%q", s)

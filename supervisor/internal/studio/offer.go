@@ -56,7 +56,8 @@ func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim
 // queues its reject.
 func (s *session) refuse(claim *protocol.JobOfferClaim, msg string, cause error, reason string, code protocol.RejectCode) {
 	log := s.limited(msg)
-	args := []any{"job", claim.JobID, "game", claim.GameID, "asset", claim.AssetName, "model", claim.Model, "vram", claim.VramGbEstimate}
+	args := []any{"job", clipLog(claim.JobID), "game", clipLog(claim.GameID), "asset", clipLog(claim.AssetName),
+		"model", clipLog(claim.Model), "vram", claim.VramGbEstimate}
 	if cause != nil {
 		log.Warn(msg, append(args, "error", cause)...)
 	} else {
@@ -103,8 +104,8 @@ func (s *session) start(ctx context.Context, claim *protocol.JobOfferClaim) {
 		s.refuse(claim, "rejecting offer the worker cannot serve", err, err.Error(), rejectCodeOf(err))
 		return
 	}
-	s.log.Info("offer received", "job", claim.JobID, "game", claim.GameID, "asset", claim.AssetName,
-		"model", claim.Model, "vram", claim.VramGbEstimate)
+	s.log.Info("offer received", "job", clipLog(claim.JobID), "game", clipLog(claim.GameID), "asset", clipLog(claim.AssetName),
+		"model", clipLog(claim.Model), "vram", claim.VramGbEstimate)
 	c.jobs.Add(1)
 	go c.runJob(ctx, s, claim)
 }

@@ -1,8 +1,10 @@
 package studio
 
 import (
+	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
@@ -26,10 +28,11 @@ import (
 //
 // Bounds (the reasons for each value):
 const (
-	// maxPendingRejects: a legitimate studio has one offer out per worker;
-	// 64 leaves room for a burst of re-offers without holding more than a
-	// few KiB.
-	maxPendingRejects = 64
+	// maxPendingRejects: a legitimate studio has one offer out per worker.
+	// 1024 absorbs a burst from a studio that does read (the writer is a
+	// little slower than the reader under a burst) for about 100 KiB;
+	// only a studio that stops reading loses rejects.
+	maxPendingRejects = 1024
 	// maxPendingRejectBytes bounds the job ids held (a job id is a free
 	// string, and a hostile one can be as large as a frame).
 	maxPendingRejectBytes = 1 << 20
@@ -117,7 +120,7 @@ func (s *session) reject(jobID, reason string, code protocol.RejectCode) {
 	case rejectDropped:
 		n := c.rejectsDropped.Add(1)
 		s.limited("reject-dropped").Warn("studio reads slower than it offers; reject dropped (the studio requeues the job when its offer times out)",
-			"job", jobID, "dropped_total", n)
+			"job", clipLog(jobID), "dropped_total", n)
 	}
 }
 
@@ -138,7 +141,7 @@ func (s *session) rejectPump() {
 				break
 			}
 			if err := s.send(r); err != nil {
-				s.limited("reject-send").Error("reject send failed", "job", r.JobID, "error", err)
+				s.limited("reject-send").Error("reject send failed", "job", clipLog(r.JobID), "error", err)
 				return
 			}
 		}
@@ -194,4 +197,21 @@ func (l *logLimit) allow(kind string) (ok bool, suppressed int) {
 	c.n++
 	suppressed, c.suppressed = c.suppressed, 0
 	return true, suppressed
+}
+
+// maxLogValue bounds a studio-given string (a job id, a game, an asset) in
+// the session's log lines: an honest one is short, and a hostile one (as
+// large as a frame) would be copied into every line and every sink.
+const maxLogValue = 256
+
+// clipLog cuts s for a log line, saying how long it was.
+func clipLog(s string) string {
+	if len(s) <= maxLogValue {
+		return s
+	}
+	n := maxLogValue
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:n], len(s))
 }
