@@ -465,7 +465,7 @@ func TestBadInputThenServed(t *testing.T) {
 			r.Inputs.Mask = garbage
 		}, plugins.ErrBadInput, "mask: not a decodable image"},
 		{"size the model cannot take", func(r *plugins.RunRequest) { r.Task.Image.Width = 60 }, plugins.ErrBadInput, "multiples of 8"},
-		{"beyond the pixel-step bound", func(r *plugins.RunRequest) { r.Task.Image.Width, r.Task.Image.Height = 1024, 1024 }, plugins.ErrBadInput, "pixel-steps"},
+		{"beyond the pixel-step bound", func(r *plugins.RunRequest) { r.Task.Image.Width, r.Task.Image.Height = 1024, 1024 }, plugins.ErrNodeLimit, "pixel-steps"},
 		{"unknown sampler", func(r *plugins.RunRequest) { r.Task.Image.SamplingMethod = "warp" }, plugins.ErrBadInput, "unknown samplingMethod"},
 		{"model file missing", func(r *plugins.RunRequest) { r.Files[0].Path = filepath.Join(dir, "gone.gguf") }, plugins.ErrEngine, "no such file"},
 		{"not a model", func(r *plugins.RunRequest) { r.Model, r.Files[0].Path = "broken", notModel }, plugins.ErrEngine, "could not load the model"},

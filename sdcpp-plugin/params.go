@@ -116,7 +116,8 @@ type job struct {
 }
 
 // limits bound what one job may ask of the node. A job beyond them fails
-// bad_input with the limit named; an operator raises them for bigger nodes.
+// node_limit (retryable: a bigger node may serve it) with the limit named;
+// an operator raises them for bigger nodes.
 type limits struct {
 	MaxSide       int   // largest width or height in pixels
 	MaxPixelSteps int64 // width × height × steps
@@ -244,10 +245,10 @@ func (l limits) check(w, h, steps int) error {
 		return plugins.Errorf(plugins.ErrBadInput, "image size %dx%d: width and height must be multiples of 8, at least 64", w, h)
 	}
 	if w > l.MaxSide || h > l.MaxSide {
-		return plugins.Errorf(plugins.ErrBadInput, "image size %dx%d is beyond this node's limit of %d pixels a side", w, h, l.MaxSide)
+		return plugins.Errorf(plugins.ErrNodeLimit, "image size %dx%d is beyond this node's limit of %d pixels a side", w, h, l.MaxSide)
 	}
 	if steps > 10000 || int64(w)*int64(h)*int64(steps) > l.MaxPixelSteps {
-		return plugins.Errorf(plugins.ErrBadInput, "%dx%d at %d steps is beyond this node's limit of %d pixel-steps", w, h, steps, l.MaxPixelSteps)
+		return plugins.Errorf(plugins.ErrNodeLimit, "%dx%d at %d steps is beyond this node's limit of %d pixel-steps", w, h, steps, l.MaxPixelSteps)
 	}
 	return nil
 }

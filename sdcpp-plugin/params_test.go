@@ -170,19 +170,21 @@ func TestResolveRefuses(t *testing.T) {
 	cases := []struct {
 		name string
 		task plugins.ImageTask
+		kind plugins.ErrorKind
 		want string
 	}{
-		{"not a multiple of 8", plugins.ImageTask{Width: 100, Height: 64}, "multiples of 8"},
-		{"too small", plugins.ImageTask{Width: 32, Height: 64}, "at least 64"},
-		{"side beyond the limit", plugins.ImageTask{Width: 2048, Height: 64}, "1024 pixels a side"},
-		{"pixel-steps beyond the limit", plugins.ImageTask{Width: 1024, Height: 1024, Steps: 30}, "pixel-steps"},
-		{"unknown sampler", plugins.ImageTask{Width: 64, Height: 64, SamplingMethod: "warp_drive"}, "unknown samplingMethod"},
-		{"cfg not a number", plugins.ImageTask{Width: 64, Height: 64, CfgScale: float32(math.Inf(1))}, "cfgScale"},
+		{"not a multiple of 8", plugins.ImageTask{Width: 100, Height: 64}, plugins.ErrBadInput, "multiples of 8"},
+		{"too small", plugins.ImageTask{Width: 32, Height: 64}, plugins.ErrBadInput, "at least 64"},
+		// This node's limits: retryable, a bigger node may serve the job.
+		{"side beyond the limit", plugins.ImageTask{Width: 2048, Height: 64}, plugins.ErrNodeLimit, "1024 pixels a side"},
+		{"pixel-steps beyond the limit", plugins.ImageTask{Width: 1024, Height: 1024, Steps: 30}, plugins.ErrNodeLimit, "pixel-steps"},
+		{"unknown sampler", plugins.ImageTask{Width: 64, Height: 64, SamplingMethod: "warp_drive"}, plugins.ErrBadInput, "unknown samplingMethod"},
+		{"cfg not a number", plugins.ImageTask{Width: 64, Height: 64, CfgScale: float32(math.Inf(1))}, plugins.ErrBadInput, "cfgScale"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := resolve(imageRequest(c.task), lim, fixedSeed)
-			expectKind(t, err, plugins.ErrBadInput, c.want)
+			expectKind(t, err, c.kind, c.want)
 		})
 	}
 
