@@ -354,3 +354,78 @@ func TestOfferWithEmptyStringsIsAccepted(t *testing.T) {
 		t.Errorf("ran %q, want job-empty", got)
 	}
 }
+
+// TestFloodWhileFinishingIsBounded: while a job reports its outcome, one
+// offer may wait for the slot; a flood of offers meanwhile must not start a
+// goroutine each (before: each waited up to 2 s on a goroutine of its own).
+func TestFloodWhileFinishingIsBounded(t *testing.T) {
+	st := newTestStudio(t)
+	w := startWorker(t, st, func(c *Config) {
+		c.WriteTimeout = time.Minute
+		// Offers still unread when the slot frees are run: room for them.
+		r := c.Jobs.(*fakeRunner)
+		r.started, r.ended = make(chan string, 3000), make(chan string, 3000)
+	})
+	reported := make(chan error, 1)
+	big := json.RawMessage(`{"text":"` + strings.Repeat("f", 15<<20) + `"}`)
+	w.runner.run = func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+		if c.JobID == "job-big" {
+			reported <- rep.CompleteJSON(ctx, big, "p") // blocks while the studio does not read
+		}
+	}
+	sc := st.accept(t)
+	sc.welcome(t)
+	sc.send(t, offer("job-big"))
+	nextOf[protocol.Accept](t, sc)
+	release := sc.holdReads()
+	defer release()
+	eventually(t, "the job to be reporting", func() bool { return w.c.finishing.Load() })
+	base := runtime.NumGoroutine()
+	stop := peakGoroutines()
+	const n = 2000
+	for i := range n {
+		sc.send(t, offer(fmt.Sprintf("during-%d", i)))
+	}
+	release()
+	if err := waitFor(t, reported, "the report"); err != nil {
+		t.Fatalf("CompleteJSON = %v", err)
+	}
+	// Offers are read in order: once one sent now is answered, the flood
+	// has been handled (its rejects sent, or dropped while the writer was
+	// busy with the report; so may this one be, hence the retries).
+	answeredProbe(t, sc, "last")
+	peak := stop()
+	t.Logf("%d offers while reporting: goroutines %d before, %d at the peak", n, base, peak)
+	if peak > base+50 {
+		t.Errorf("goroutines peaked at %d (from %d), want at most %d", peak, base, base+50)
+	}
+}
+
+// answeredProbe offers probe-0, probe-1, … until one is answered (accept or
+// reject): a reject can be dropped while the worker's writer is behind.
+func answeredProbe(t *testing.T, sc *studioConn, prefix string) {
+	t.Helper()
+	for i := range 10 {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		sc.send(t, offer(id))
+		deadline := time.After(2 * time.Second)
+		for waiting := true; waiting; {
+			select {
+			case f := <-sc.frames:
+				switch f := f.(type) {
+				case protocol.Reject:
+					if f.JobID == id {
+						return
+					}
+				case protocol.Accept:
+					if f.JobID == id {
+						return
+					}
+				}
+			case <-deadline:
+				waiting = false
+			}
+		}
+	}
+	t.Fatal("no probe offer answered in 10 tries")
+}

@@ -26,6 +26,13 @@ import (
 // already waiting is coalesced into that one: the studio releases a claim
 // once, and ignores a reject for a job it does not hold.
 //
+// The order of §9.5 is unchanged: paused, then busy, then the claim, then
+// Admit decide, in that order and at once, for each offer as it is read;
+// only the writing of the reject is queued. A dropped reject costs the job
+// the studio's offer timeout (and, for a busy/paused one, nothing more: the
+// studio would have requeued it without an attempt anyway); whether the
+// timeout counts an attempt is the studio's policy.
+//
 // Bounds (the reasons for each value):
 const (
 	// maxPendingRejects: a legitimate studio has one offer out per worker.
