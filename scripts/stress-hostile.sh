@@ -4,8 +4,10 @@
 # every case of the kit (supervisor/internal/hostile) against a real
 # `stoker agent` process on loopback: offer floods from a slow reader,
 # huge and malformed frames, a silent studio, 1009 closes, a 40 MiB log
-# line, empty claim strings, a 411 on upload (and the hostile-plugin cases
-# as they are added). Each case prints its figures; the last line is exactly
+# line, empty claim strings, a 411 on upload; and a hostile plugin (the
+# faults plugin): huge messages, floods, lying sizes, progress forever,
+# output without end, a huge Describe. Each case prints its figures; the
+# last line is exactly
 #   node_crashes=C unbounded=U lost=L cases=N
 # The logic lives in the Go package (tested); this only drives it. Exit
 # status is non-zero when a case crashed the node, broke a bound or lost a

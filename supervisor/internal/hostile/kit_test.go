@@ -44,9 +44,9 @@ func TestCasesAreNamedOnce(t *testing.T) {
 }
 
 // TestKitAgainstTheRealAgent builds stoker and the plugins and runs the
-// quick studio cases at a small scale against the real agent process: the
-// kit itself must find the node sound (the script runs every case at full
-// scale).
+// quick studio cases and two plugin cases at a small scale against the real
+// agent process: the kit itself must find the node sound (the script runs
+// every case at full scale).
 func TestKitAgainstTheRealAgent(t *testing.T) {
 	dir := t.TempDir()
 	plugins := filepath.Join(dir, "plugins")
@@ -75,7 +75,8 @@ func TestKitAgainstTheRealAgent(t *testing.T) {
 	defer cancel()
 	rep, err := Run(ctx, Config{
 		Stoker: filepath.Join(dir, "stoker"), PluginDir: plugins, WorkDir: filepath.Join(dir, "work"),
-		Cases: []string{"offer-flood-slow-reader", "malformed-frames", "close-1009", "empty-strings", "upload-411"},
+		Cases: []string{"offer-flood-slow-reader", "malformed-frames", "close-1009", "empty-strings", "upload-411",
+			"plugin-raw-log-40m", "plugin-huge-result"},
 		Scale: 0.02, CaseTimeout: time.Minute, AgentLog: &agentLog,
 	})
 	if err != nil {
@@ -84,8 +85,8 @@ func TestKitAgainstTheRealAgent(t *testing.T) {
 	var out bytes.Buffer
 	rep.Print(&out)
 	t.Log("\n" + out.String())
-	if c, u, l := rep.Counts(); c+u+l != 0 || len(rep.Results) != 5 {
-		t.Errorf("node_crashes=%d unbounded=%d lost=%d over %d cases, want none over 5; agent log tail:\n%s",
+	if c, u, l := rep.Counts(); c+u+l != 0 || len(rep.Results) != 7 {
+		t.Errorf("node_crashes=%d unbounded=%d lost=%d over %d cases, want none over 7; agent log tail:\n%s",
 			c, u, l, len(rep.Results), tail(agentLog.String(), 40))
 	}
 }
