@@ -19,6 +19,7 @@ import (
 )
 
 func main() {
+	plugins.QuietGGMLAborts()
 	log := plugins.NewLogger("llamacpp")
 	e := newEngine(log)
 	if v := os.Getenv("STOKER_LLAMA_THREADS"); v != "" {

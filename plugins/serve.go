@@ -38,3 +38,15 @@ func NewLogger(name string) hclog.Logger {
 		JSONFormat: true,
 	})
 }
+
+// QuietGGMLAborts makes a ggml assertion in this process print its one
+// line and abort, instead of attaching gdb to print a backtrace first
+// (ggml's default when gdb is installed): that is slow, and the frames push
+// the assertion line out of the stderr tail the supervisor's crash report
+// carries. Plugins around ggml engines call it at the start of main. It
+// leaves a GGML_NO_BACKTRACE the plugin was given alone.
+func QuietGGMLAborts() {
+	if _, ok := os.LookupEnv("GGML_NO_BACKTRACE"); !ok {
+		os.Setenv("GGML_NO_BACKTRACE", "1")
+	}
+}

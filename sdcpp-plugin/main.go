@@ -25,12 +25,7 @@ import (
 )
 
 func main() {
-	// On an assertion ggml attaches gdb to print a backtrace: slow, and it
-	// buries the assertion line the crash report should carry under the
-	// frames. The line alone says what went wrong.
-	if os.Getenv("GGML_NO_BACKTRACE") == "" {
-		os.Setenv("GGML_NO_BACKTRACE", "1")
-	}
+	plugins.QuietGGMLAborts()
 	log := plugins.NewLogger("sdcpp")
 	opt, err := optionsFromEnv(os.Getenv)
 	if err != nil {

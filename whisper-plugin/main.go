@@ -15,6 +15,7 @@ package main
 import "github.com/stokerhq/stoker/plugins"
 
 func main() {
+	plugins.QuietGGMLAborts()
 	// Serve never returns: the process ends when the supervisor kills it,
 	// and the models go with it.
 	plugins.Serve(newEngine(plugins.NewLogger("whisper"), options{}))
