@@ -1,10 +1,9 @@
 package faults_test
 
 import (
-	"bytes"
 	"context"
+	"github.com/stokerhq/stoker/internal/syncbuf"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -141,19 +140,5 @@ func TestHostileDescribeIsRefused(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer = syncbuf.Buffer

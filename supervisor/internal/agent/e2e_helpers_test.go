@@ -1,16 +1,15 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/stokerhq/stoker/internal/syncbuf"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -256,24 +255,6 @@ func httpGet(url string) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // linkPlugin puts the plugin binary target into a plugin dir as dst: a hard
 // link (a copy across file systems). Not a symbolic link: the agent
 // refuses those, a link being one more path another user might change.
@@ -290,3 +271,6 @@ func linkPlugin(tb testing.TB, target, dst string) {
 		tb.Fatal(err)
 	}
 }
+
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer = syncbuf.Buffer

@@ -1,7 +1,7 @@
 package localapi
 
 import (
-	"bytes"
+	"github.com/stokerhq/stoker/internal/syncbuf"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -241,20 +241,5 @@ func TestWarnsOffLoopback(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer = syncbuf.Buffer

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/stokerhq/stoker/internal/syncbuf"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -428,24 +429,6 @@ func testCaps() protocol.WorkerCapabilities {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // worker is a Client under test with its Run goroutine.
 type worker struct {
 	c      *Client
@@ -539,3 +522,6 @@ func (w *worker) waitIdle(t *testing.T) {
 	t.Helper()
 	eventually(t, "the job slot to be released", func() bool { return !w.c.busy.Load() })
 }
+
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer = syncbuf.Buffer
