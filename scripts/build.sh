@@ -2,7 +2,8 @@
 # build.sh installs the engines (cached outside the clone) and puts stoker and
 # every engine plugin into bin/. The plugins are found there by `stoker
 # agent`, whose default plugin_dir is the directory of the stoker
-# executable. The fault-injection plugin is a test tool and goes to
+# executable (the Python espeak-tts plugin, plugins/examples/espeak-tts, is
+# a zipapp that needs no Go). The fault-injection plugin is a test tool and goes to
 # bin/test/ instead, out of the agent's way (scripts/stress-crash.sh and the
 # tests build their own).
 #
@@ -30,6 +31,13 @@ for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp
 	[ -f "$d/main.go" ] && plugins+=("./$d")
 done
 go build -trimpath -tags "$tags" -o bin/ ./supervisor/cmd/stoker "${plugins[@]}"
+# The Python espeak-tts plugin: one zipapp file (its stubs generated from
+# proto/engine/v1 by Debian's protoc; install-engines.sh installs it).
+if command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null; then
+	bash plugins/examples/espeak-tts/build.sh bin/espeak-tts-plugin
+else
+	echo "build.sh: no protoc/grpc_python_plugin: bin/espeak-tts-plugin not built" >&2
+fi
 mkdir -p bin/test
 go build -trimpath -o bin/test/ ./plugins/faults/faults-plugin
 chmod go-w bin/* bin/test/*

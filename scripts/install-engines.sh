@@ -12,6 +12,8 @@
 #     stable-diffusion.cpp-<commit>/ libstable-diffusion with the same ggml
 #                                  sources compiled in, and sd-cli
 #                                  (scripts/engines/sdcpp.sh, when present)
+#     (espeak-ng and the Python espeak-tts plugin's runtime and stub compiler
+#     come from Debian: scripts/engines/espeak.sh, which registers nothing)
 #     current/<engine>             one line: the prefix in use, or "system" when
 #                                  pkg-config found a system/farm build instead
 #
@@ -48,4 +50,8 @@ fi
 
 if [ -f "$here/engines/sdcpp.sh" ]; then
 	bash "$here/engines/sdcpp.sh"
+fi
+
+if [ -f "$here/engines/espeak.sh" ]; then
+	bash "$here/engines/espeak.sh"
 fi

@@ -34,6 +34,8 @@ var enginePlugins = map[string]func() (string, error){
 	"llamacpp-plugin": buildEnginePlugin("llamacpp-plugin", "llamacpp"),
 	"whisper-plugin":  buildEnginePlugin("whisper-plugin", "whispercpp"),
 	"sdcpp-plugin":    buildEnginePlugin("sdcpp-plugin", "sdcpp"),
+	// The Python example plugin (espeak_e2e_test.go).
+	"espeak-tts-plugin": buildEspeakPlugin,
 }
 
 func buildEnginePlugin(name, tag string) func() (string, error) {

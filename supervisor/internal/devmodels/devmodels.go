@@ -1,7 +1,9 @@
 // Package devmodels makes the small real models that `stoker agent -dev`
 // puts in the dev studio's catalog (tiny-llama for llama.cpp, tiny-whisper
 // for whisper.cpp, tiny-sd for stable-diffusion.cpp), so a fresh machine
-// serves real engine jobs with nothing downloaded. The models are
+// serves real engine jobs with nothing downloaded; and, when espeak-ng is
+// installed, the model "espeak" (engine espeak-ng, no files), which the
+// Python example plugin plugins/examples/espeak-tts serves. The models are
 // random-weight and small: their output is noise, but every byte goes
 // through the real engines.
 package devmodels
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/stokerhq/stoker/llamacpp-plugin/gguf"
@@ -99,10 +102,28 @@ func Ensure(dir string) ([]Model, error) {
 	return out, nil
 }
 
+// EspeakModel is the catalog id of the espeak-ng speech model.
+const EspeakModel = "espeak"
+
+// EspeakEngine is its engine id, the one the espeak-tts plugin serves.
+const EspeakEngine = "espeak-ng"
+
 // AddToCatalog adds each model to the dev studio's catalog, served from
 // the studio's dev files route (the worker downloads and verifies them like
-// any model).
+// any model), and the model "espeak" when espeak-ng is on PATH: it has no
+// files (espeak-ng's voices come with the Debian package).
 func AddToCatalog(s *devstudio.Server, cat *devstudio.Catalog, ms []Model) error {
+	if _, err := exec.LookPath("espeak-ng"); err == nil {
+		err := cat.Add(EspeakModel, devstudio.CatalogEntry{Source: protocol.ModelSource{
+			Engine: EspeakEngine,
+			Files:  []protocol.ModelFile{},
+			// The image fields are placeholders (the catalog requires them).
+			CliDefaults: &protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 1, Height: 1},
+		}})
+		if err != nil {
+			return err
+		}
+	}
 	for _, m := range ms {
 		size := uint64(m.Size)
 		d := m.CliDefaults
