@@ -100,31 +100,33 @@ class BadInput(Exception):
     """A request the engine refuses: a typed bad_input error."""
 
 
-def espeak_voices():
-    """The voice names espeak-ng knows (first column: language, fourth and
-    fifth: voice name and file)."""
-    out = subprocess.run([ESPEAK, "--voices"], capture_output=True, text=True, check=True).stdout
+def espeak_list(arg):
+    """The names in `espeak-ng <arg>`'s listing: language, voice name and
+    file (columns 2, 4 and 5), and the file's last part for variants
+    ("!v/f3" -> "f3")."""
+    out = subprocess.run([ESPEAK, arg], capture_output=True, text=True, check=True).stdout
     names = set()
     for line in out.splitlines()[1:]:
         f = line.split()
         if len(f) >= 5:
-            names.update((f[1], f[3], f[4]))
+            names.update((f[1], f[3], f[4], f[4].rsplit("/", 1)[-1]))
     return names
 
 
 _voices = None
+_variants = None
 
 
 def voice_arg(voice, language):
-    """Maps the task's voice and language onto espeak-ng's -v: a named voice
-    wins (voice "default" or empty means espeak's default); with no voice,
-    language picks espeak's voice for that language (e.g. "en-us", "fr");
-    both set: the voice for the language with the voice's variant
-    ("en+f3" style: language+variant) when voice names a variant, else the
-    voice. None means espeak's default voice."""
-    global _voices
+    """Maps the task's voice and language onto espeak-ng's -v. A voice
+    ("default" or empty: espeak's default) wins over the language; with no
+    voice the language selects espeak's voice for it ("fr", "en-us"); a
+    voice that is a variant ("f3", "klatt") applies to the language (or
+    English): "fr+f3". None means espeak's default voice."""
+    global _voices, _variants
     if _voices is None:
-        _voices = espeak_voices()
+        _voices = espeak_list("--voices")
+        _variants = espeak_list("--voices=variant") - {"variant"}
     v = (voice or "").strip()
     lang = (language or "").strip()
     if v.lower() == "default":
@@ -135,11 +137,9 @@ def voice_arg(voice, language):
         return lang or None
     if v in _voices:
         return v
-    # A variant (espeak-ng --voices=variant), applied to the language.
-    if os.path.exists(os.path.join("/usr/lib/x86_64-linux-gnu/espeak-ng-data/voices/!v", v)) or \
-            os.path.exists(os.path.join("/usr/share/espeak-ng-data/voices/!v", v)):
+    if v in _variants:
         return f"{lang or 'en'}+{v}"
-    raise BadInput(f"unknown voice {v!r} (espeak-ng --voices lists them)")
+    raise BadInput(f"unknown voice {v!r} (espeak-ng --voices lists them, and --voices=variant the variants)")
 
 
 def rate_arg(speed):

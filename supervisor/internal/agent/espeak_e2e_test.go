@@ -108,16 +108,17 @@ func TestEspeakPluginMatchesEspeakNG(t *testing.T) {
 	s := startEspeakStack(t, 1)
 	const text = "The forge is lit. Stoker speaks through espeak, from a plugin written in Python."
 	cases := []struct {
-		voice string
-		speed float64
-		wpm   string
+		voice, language string
+		speed           float64
+		args            []string // espeak-ng's for the same voice and rate
 	}{
-		{"en-us", 1.2, "210"},
-		{"default", 0, "175"},
+		{"en-us", "", 1.2, []string{"-v", "en-us", "-s", "210"}},
+		{"default", "", 0, []string{"-s", "175"}},
+		{"f3", "fr", 0.8, []string{"-v", "fr+f3", "-s", "140"}}, // a variant of the language's voice
 	}
 	for _, c := range cases {
-		t.Run(c.voice, func(t *testing.T) {
-			task := map[string]any{"kind": "audio_tts", "text": text, "voice": c.voice, "ext": "WAV"}
+		t.Run(c.voice+"-"+c.language, func(t *testing.T) {
+			task := map[string]any{"kind": "audio_tts", "text": text, "voice": c.voice, "language": c.language, "ext": "WAV"}
 			if c.speed != 0 {
 				task["speed"] = c.speed
 			}
@@ -127,10 +128,7 @@ func TestEspeakPluginMatchesEspeakNG(t *testing.T) {
 			}
 			got := s.result(t, v)
 			ref := filepath.Join(t.TempDir(), "out.wav")
-			args := []string{"-w", ref, "-s", c.wpm}
-			if c.voice != "default" {
-				args = append(args, "-v", c.voice)
-			}
+			args := append([]string{"-w", ref}, c.args...)
 			if out, err := exec.Command("espeak-ng", append(args, text)...).CombinedOutput(); err != nil {
 				t.Fatalf("espeak-ng: %v\n%s", err, out)
 			}
@@ -157,6 +155,7 @@ func TestEspeakPluginMatchesEspeakNG(t *testing.T) {
 			{map[string]any{"kind": "audio_tts", "text": "hi", "ext": "mp3"}, "mp3"},
 			{map[string]any{"kind": "audio_tts", "text": "hi", "voice": "no-such-voice"}, "no-such-voice"},
 			{map[string]any{"kind": "audio_tts", "text": "hi", "speed": 5}, "words per minute"},
+			{map[string]any{"kind": "audio_tts", "text": "hi", "language": "xx-nowhere"}, "xx-nowhere"},
 		} {
 			v := s.submit(t, devmodels.EspeakModel, c.task)
 			if v.Status != devstudio.JobFailed || v.Retryable || !strings.Contains(v.Error, c.want) {
