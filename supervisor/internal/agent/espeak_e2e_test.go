@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/supervisor/internal/devmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/engines"
@@ -166,22 +167,30 @@ func TestEspeakPluginMatchesEspeakNG(t *testing.T) {
 }
 
 // speakingWriter sends the espeak_pid of each "speaking" line the plugin
-// logs (as the agent's log renders it) to ch, dropping it if ch is full.
+// logs to ch, dropping it if ch is full. It reads the line as the agent's
+// log renders it (espeak_pid=N) and as the plugin writes it to stderr
+// ("espeak_pid": N).
 type speakingWriter chan int
 
 func (w speakingWriter) Write(p []byte) (int, error) {
 	line := string(p)
-	if i := strings.Index(line, "speaking"); i >= 0 {
-		if j := strings.Index(line[i:], "espeak_pid="); j >= 0 {
-			f := strings.Fields(line[i+j+len("espeak_pid="):])
-			if len(f) > 0 {
-				if pid, err := strconv.Atoi(strings.Trim(f[0], `"`)); err == nil {
-					select {
-					case w <- pid:
-					default:
-					}
-				}
-			}
+	i := strings.Index(line, "speaking")
+	if i < 0 {
+		return len(p), nil
+	}
+	j := strings.Index(line[i:], "espeak_pid")
+	if j < 0 {
+		return len(p), nil
+	}
+	rest := strings.TrimLeft(line[i+j+len("espeak_pid"):], `"=: `)
+	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(rest)
+	}
+	if pid, err := strconv.Atoi(rest[:end]); err == nil {
+		select {
+		case w <- pid:
+		default:
 		}
 	}
 	return len(p), nil
@@ -246,5 +255,54 @@ func TestEspeakPluginKilledMidJob(t *testing.T) {
 	}
 	if _, d := wavPCM(t, s.result(t, next)); len(d) == 0 {
 		t.Fatal("next job: no samples")
+	}
+}
+
+// TestEspeakPluginCancel: cancelling a job (the host ends the call) kills
+// the espeak-ng child at once, and the plugin serves the next job.
+func TestEspeakPluginCancel(t *testing.T) {
+	bin, err := buildEspeakPlugin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "espeak-tts-plugin")
+	linkPlugin(t, bin, path)
+	speaking := make(chan int, 1)
+	p, err := plugins.Launch(plugins.LaunchConfig{Path: path, Env: plugins.Env(os.Environ(), nil), Stderr: speakingWriter(speaking)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	long := strings.Repeat("A long speech that the caller will not wait for. ", 8000) // about 20 s of synthesis here
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- p.Run(ctx, &plugins.RunRequest{JobID: "c", Model: "espeak", Engine: "espeak-ng",
+			Task: plugins.Task{Kind: plugins.KindTTS, TTS: &plugins.TTSTask{Text: long}}}, &discardEvents{})
+	}()
+	var pid int
+	select {
+	case pid = <-speaking:
+	case err := <-done:
+		t.Fatalf("run ended before espeak-ng ran: %v", err)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("espeak-ng (pid %d) is gone before the cancel: %v", pid, err)
+	}
+	defer unix.Close(pidfd)
+	cancel()
+	if n, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, 10_000); err != nil || n != 1 {
+		t.Fatalf("espeak-ng (pid %d) still runs 10 s after the cancel (poll %d, %v)", pid, n, err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled run returned no error")
+	}
+	var ev discardEvents
+	err = p.Run(context.Background(), &plugins.RunRequest{JobID: "n", Model: "espeak", Engine: "espeak-ng",
+		Task: plugins.Task{Kind: plugins.KindTTS, TTS: &plugins.TTSTask{Text: "Next."}}}, &ev)
+	if err != nil || ev.bytes == 0 {
+		t.Fatalf("next run: %v (%d bytes)", err, ev.bytes)
 	}
 }
