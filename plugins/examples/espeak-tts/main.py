@@ -214,10 +214,13 @@ def main():
                                                 f"this plugin serves {KIND}")
                 return
             tts = request.task.audio_tts
-            with tempfile.TemporaryDirectory(prefix="espeak-tts-") as tmp:
-                out = os.path.join(tmp, "out.wav")
+            # espeak-ng writes into a file nobody can see: unlinked from the
+            # start, so a plugin killed mid-job leaves nothing behind. It
+            # reaches it as /proc/self/fd/N (its copy of our descriptor).
+            with tempfile.TemporaryFile(prefix="espeak-tts-") as wav:
+                fd = wav.fileno()
                 try:
-                    cmd = espeak_command(tts, out)
+                    cmd = espeak_command(tts, f"/proc/self/fd/{fd}")
                 except BadInput as e:
                     yield error("bad_input", str(e))
                     return
@@ -225,7 +228,7 @@ def main():
                 # espeak-ng stays in the plugin's process group, which the
                 # host kills whole when the plugin dies.
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+                                        stderr=subprocess.PIPE, pass_fds=(fd,))
                 log("info", "speaking", job_id=request.job_id, espeak_pid=proc.pid, args=" ".join(cmd[1:]))
                 # Cancellation (the host ends the call) kills espeak-ng.
                 context.add_callback(proc.kill)
@@ -241,17 +244,20 @@ def main():
                     msg = err.decode(errors="replace").strip().splitlines()
                     yield error("engine_error", f"espeak-ng exited {proc.returncode}: {msg[-1] if msg else ''}")
                     return
-                size = os.path.getsize(out)
+                size = os.fstat(fd).st_size
                 yield pb.RunResponse(progress=pb.Progress(step=1, total=1, unit="synthesis"))
                 sent = 0
-                with open(out, "rb") as f:
-                    while True:
-                        data = f.read(MAX_CHUNK)
-                        if not data:
-                            break
-                        sent += len(data)
-                        yield pb.RunResponse(output=pb.OutputChunk(ext="wav", data=data))
-                        yield pb.RunResponse(progress=pb.Progress(step=sent, total=size, unit="bytes"))
+                wav.seek(0)
+                while True:
+                    data = wav.read(MAX_CHUNK)
+                    if not data:
+                        break
+                    sent += len(data)
+                    yield pb.RunResponse(output=pb.OutputChunk(ext="wav", data=data))
+                    yield pb.RunResponse(progress=pb.Progress(step=sent, total=size, unit="bytes"))
+                if size == 0:
+                    yield error("engine_error", "espeak-ng wrote no audio")
+                    return
                 log("info", "spoke", job_id=request.job_id, bytes=size)
             yield pb.RunResponse(done=pb.Done())
 
