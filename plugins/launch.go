@@ -40,6 +40,11 @@ type LaunchConfig struct {
 	StartTimeout time.Duration
 	// Stderr, if set, also receives the plugin's raw stderr.
 	Stderr io.Writer
+	// Stdout, if set, receives every byte the plugin writes to its stdout,
+	// the handshake line included (go-plugin reads the handshake line and
+	// discards the rest). It is written from go-plugin's reader, and has
+	// all of it once Kill or KillNow has returned.
+	Stdout io.Writer
 	// StderrLines is how many of the last stderr lines are kept for crash
 	// reports. (default 20)
 	StderrLines int
@@ -167,6 +172,9 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 			// handshake, the mTLS certificate, the socket dir).
 			env := append(spec.Env, cfg.Env...)
 			proc, err := newProcess(exe, path, cfg.Args, env, cfg.Started)
+			if proc != nil && cfg.Stdout != nil {
+				proc.stdout = teeReadCloser{proc.stdout, io.TeeReader(proc.stdout, cfg.Stdout)}
+			}
 			p.proc = proc
 			return proc, err
 		},
@@ -201,6 +209,15 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 	p.grpcClient = gc
 	return p, nil
 }
+
+// teeReadCloser reads through r and closes c.
+type teeReadCloser struct {
+	c io.Closer
+	r io.Reader
+}
+
+func (t teeReadCloser) Read(p []byte) (int, error) { return t.r.Read(p) }
+func (t teeReadCloser) Close() error               { return t.c.Close() }
 
 // Path is the plugin's executable.
 func (p *Plugin) Path() string { return p.path }

@@ -78,6 +78,10 @@
 //	                               no-engines, hang (never answer), huge
 //	                               (100,000 models per kind, megabytes) or
 //	                               many-models (2,000 per kind)
+//	STOKER_FAULTS_JOB=<fault>      every job injects fault (a prompt fault
+//	                               above), whatever its prompt: how a
+//	                               conformance check, which sends its own
+//	                               sample tasks, meets a per-job fault
 //	STOKER_FAULTS_CGROUP=<dir>     join the memory cgroup dir (v1 or v2) before
 //	                               serving, for oom-kernel
 //

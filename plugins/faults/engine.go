@@ -25,6 +25,7 @@ const (
 	EnvDescribe   = "STOKER_FAULTS_DESCRIBE"
 	EnvCgroup     = "STOKER_FAULTS_CGROUP"
 	EnvOnlyIfFile = "STOKER_FAULTS_ONLY_IF_FILE"
+	EnvJob        = "STOKER_FAULTS_JOB"
 )
 
 // EngineID is the ModelSource engine id the plugin serves.
@@ -124,6 +125,9 @@ func (e *Engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 		return err
 	}
 	prompt := req.Task.Prompt()
+	if job := startFault(e.env, EnvJob); job != "" {
+		prompt = job // every job injects it, whatever its prompt
+	}
 	f := ParseFault(prompt)
 	switch f.Name {
 	case "segv", "segv-raw", "abort", "panic", "exit", "sigkill", "alloc", "oom-kernel", "break-transport":

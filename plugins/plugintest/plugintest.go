@@ -13,6 +13,11 @@
 // sends are exercised exactly as in production; [Launch] starts a built
 // plugin binary the way the supervisor does.
 //
+// [Check] is the one definition of "conforms": Conformance renders its
+// report as subtests, and [CheckPlugin] (which `stoker plugin check` runs)
+// adds the checks only a process can fail: the handshake, stdout after it,
+// staying alive.
+//
 // Crashes and hangs need a real process: [ExpectCrash] runs a job that
 // should kill the built plugin and checks the supervisor gets a retryable
 // crash report with the exit status and stderr; [ExpectCancel] checks a job
@@ -169,52 +174,19 @@ type Case struct {
 // before it reports the engine as ignoring cancellation.
 var CancelBound = 10 * time.Second
 
-// Conformance checks the engine contract on e:
-//   - Describe answers with a name, a version, the contract version, at
-//     least one engine id, only known task kinds, models only for served
-//     kinds, and a reason whenever it is not ready;
-//   - a task of a kind the engine does not serve fails with a
-//     non-retryable ErrUnsupported;
-//   - a run whose context is already cancelled returns an error promptly;
-//   - every case runs and passes its own Check.
+// Conformance checks the engine contract on e, one subtest per check of
+// [Check] (the same checks `stoker plugin check` runs on an executable),
+// then runs every case, which must pass its own Check.
 func Conformance(t *testing.T, e plugins.Engine, cases ...Case) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := e.Describe(ctx)
-	if err != nil {
-		t.Fatalf("Describe: %v", err)
-	}
-	t.Run("describe", func(t *testing.T) { checkDescription(t, d) })
-	t.Run("unsupported kind", func(t *testing.T) {
-		kind, ok := unservedKind(d)
-		if !ok {
-			t.Logf("engine serves every kind; nothing to refuse")
-			return
-		}
-		req := requestFor(kind, d)
-		_, err := Run(ctx, e, req)
-		je := plugins.AsJobError(err)
-		if je == nil || je.Kind != plugins.ErrUnsupported || je.Retryable() {
-			t.Errorf("Run(%s) = %v, want a non-retryable %s error", kind, err, plugins.ErrUnsupported)
-		}
-	})
-	if d.Ready && len(d.Kinds) > 0 {
-		t.Run("cancelled", func(t *testing.T) {
-			cctx, cancel := context.WithCancel(ctx)
-			cancel()
-			done := make(chan error, 1)
-			go func() {
-				_, err := Run(cctx, e, requestFor(d.Kinds[0], d))
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				if err == nil {
-					t.Errorf("Run with a cancelled context succeeded, want an error")
-				}
-			case <-time.After(CancelBound):
-				t.Errorf("Run ignored its cancelled context for %v", CancelBound)
+	for _, r := range Check(ctx, e, Options{}).Results {
+		t.Run(r.Name, func(t *testing.T) {
+			if !r.Pass {
+				t.Error(r.Detail)
+				return
 			}
+			t.Log(r.Detail)
 		})
 	}
 	for _, c := range cases {
@@ -223,34 +195,6 @@ func Conformance(t *testing.T, e plugins.Engine, cases ...Case) {
 			rec, err := Run(ctx, e, &req)
 			c.Check(t, rec, err)
 		})
-	}
-}
-
-func checkDescription(t *testing.T, d *plugins.Description) {
-	t.Helper()
-	if d.Name == "" || d.Version == "" {
-		t.Errorf("name %q version %q: both must be set", d.Name, d.Version)
-	}
-	if d.ContractVersion != plugins.ContractVersion {
-		t.Errorf("contract version %d, want %d", d.ContractVersion, plugins.ContractVersion)
-	}
-	if len(d.Engines) == 0 {
-		t.Errorf("no engine ids: the supervisor could never route a job here")
-	}
-	served := map[plugins.TaskKind]bool{}
-	for _, k := range d.Kinds {
-		if !known(k) {
-			t.Errorf("unknown task kind %q", k)
-		}
-		served[k] = true
-	}
-	for k := range d.Models {
-		if !served[k] {
-			t.Errorf("models advertised for kind %q, which is not served", k)
-		}
-	}
-	if !d.Ready && d.NotReadyReason == "" {
-		t.Errorf("not ready and no reason given")
 	}
 }
 

@@ -5,6 +5,7 @@
 //	stoker studio [-listen ADDR]         run the dev studio alone
 //	stoker register -reset               forget this worker's registration
 //	stoker models list|prune             show or trim the model cache
+//	stoker plugin check PATH             check a plugin executable's conformance
 //	stoker version                       print the version
 //
 // main only parses flags, handles signals and turns errors into exit codes;
@@ -90,6 +91,7 @@ commands:
   studio     run the dev studio alone
   register   manage this worker's registration (-reset)
   models     list or prune the model cache
+  plugin     check a plugin executable's conformance (plugin check PATH)
   version    print the version
 `
 
@@ -117,6 +119,8 @@ func run(ctx context.Context, args []string, sio stdio) error {
 		return runRegister(rest, stdout, stderr)
 	case "models":
 		return runModels(rest, stdout, stderr)
+	case "plugin":
+		return runPlugin(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "stoker", version())
 		return nil
