@@ -489,8 +489,9 @@ func (l *lockedBuffer) Bytes() []byte {
 
 // CheckPlugin launches the plugin executable at path as the supervisor
 // does and checks it: the handshake within the start-up bound, every check
-// of Check, the process still alive after them, and nothing on its stdout
-// after the handshake line (go-plugin reads that one line; a plugin that
+// of Check, the process still alive after them, its exit on go-plugin's
+// GRPCController.Shutdown (else the host waits 2 s and kills it), and
+// nothing on its stdout after the handshake line (go-plugin reads that one line; a plugin that
 // prints to stdout later writes into a pipe nobody reads). The plugin is
 // killed before CheckPlugin returns.
 func CheckPlugin(ctx context.Context, path string, opt PluginOptions) *Report {
@@ -528,11 +529,25 @@ func CheckPlugin(ctx context.Context, path string, opt PluginOptions) *Report {
 	opt.exited = p.Exited()
 	rep := Check(ctx, p, opt.Options)
 	r.Results = append(r.Results, rep.Results...)
+	alive := false
 	select {
 	case <-p.Exited():
 		r.add("alive", false, "the process exited during the checks (%s); the checks after that were not run", p.ExitStatus())
 	default:
+		alive = true
 		r.add("alive", true, "the process lived through every check")
+	}
+	if alive {
+		// Kill asks the plugin to exit (GRPCController.Shutdown), waits
+		// 2 s for it, then kills its process group.
+		stopStart := time.Now()
+		p.Kill()
+		took := time.Since(stopStart).Round(time.Millisecond)
+		if st := p.ExitStatus(); st.Signal != "" {
+			r.add("shutdown", false, "the process did not exit on GRPCController.Shutdown and was killed after %v (%s): every stop of this plugin costs 2 s", took, st)
+		} else {
+			r.add("shutdown", true, "exited on GRPCController.Shutdown in %v (%s)", took, st)
+		}
 	}
 	p.Kill() // go-plugin's stdout reader has read everything once Kill returns
 	out := stdout.Bytes()

@@ -84,7 +84,7 @@ func wantConforms(t *testing.T, out string, err error, names ...string) {
 	if strings.Contains(out, "FAIL ") || !strings.Contains(out, "checks passed") {
 		t.Errorf("the report has a failure or no verdict")
 	}
-	for _, n := range append([]string{"handshake", "describe", "ready", "unsupported kind", "bad request", "cancel", "alive", "stdout"}, names...) {
+	for _, n := range append([]string{"handshake", "describe", "ready", "unsupported kind", "bad request", "cancel", "alive", "shutdown", "stdout"}, names...) {
 		if !strings.Contains(out, "PASS "+n+": ") {
 			t.Errorf("no PASS line for %q", n)
 		}
