@@ -229,9 +229,11 @@ def main():
                 # host kills whole when the plugin dies.
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, pass_fds=(fd,))
+                # Cancellation (the host ends the call) kills espeak-ng;
+                # add_callback is False when the call has ended already.
+                if not context.add_callback(proc.kill):
+                    proc.kill()
                 log("info", "speaking", job_id=request.job_id, espeak_pid=proc.pid, args=" ".join(cmd[1:]))
-                # Cancellation (the host ends the call) kills espeak-ng.
-                context.add_callback(proc.kill)
                 try:
                     _, err = proc.communicate(tts.text.encode())
                 finally:
