@@ -209,9 +209,9 @@ def main():
             if request.engine and request.engine != ENGINE:
                 yield error("unsupported_kind", f"engine {request.engine!r}: this plugin serves {ENGINE}")
                 return
-            if request.task.WhichOneof("kind") != "audio_tts":
-                yield error("unsupported_kind", f"task kind {request.task.WhichOneof('kind')}: "
-                                                f"this plugin serves {KIND}")
+            kind = request.task.WhichOneof("kind")
+            if kind != "audio_tts":
+                yield error("unsupported_kind", f"task kind {kind or '(none)'}: this plugin serves {KIND}")
                 return
             tts = request.task.audio_tts
             # espeak-ng writes into a file nobody can see: unlinked from the
