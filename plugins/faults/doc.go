@@ -74,6 +74,9 @@
 //	STOKER_FAULTS_START=garbage    print garbage on stdout before the
 //	                               handshake: go-plugin cannot start it
 //	STOKER_FAULTS_START=exit       exit 1 before serving
+//	STOKER_FAULTS_START=linger     serve normally, but do not exit on
+//	                               go-plugin's Shutdown (as a plugin without
+//	                               the controller service): the host kills it
 //	STOKER_FAULTS_DESCRIBE=<lie>   lie in Describe: wrong-contract, bogus-kinds,
 //	                               no-engines, hang (never answer), huge
 //	                               (100,000 models per kind, megabytes) or

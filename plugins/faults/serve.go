@@ -31,6 +31,9 @@ func Serve(e *Engine) {
 		},
 		Logger: plugins.NewLogger("plugin"),
 	})
+	if startFault(e.env, EnvStart) == "linger" {
+		select {} // lives on after go-plugin's Shutdown: only a kill ends it
+	}
 }
 
 // rawEvent is a Run event already in its wire form: a serialised

@@ -25,6 +25,8 @@ func ApplyStart(env func(string) string) error {
 			return fmt.Errorf("faults: %s=slow=%q: %w", EnvStart, f.Arg, err)
 		}
 		time.Sleep(d) // the fault itself: a plugin that is slow to start
+	case "linger":
+		// Serve applies it: the process outlives go-plugin's Shutdown.
 	case "garbage":
 		fmt.Fprintln(os.Stdout, "this is not the go-plugin handshake line")
 	case "exit":

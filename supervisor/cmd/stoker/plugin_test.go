@@ -117,6 +117,7 @@ func TestPluginCheckFaults(t *testing.T) {
 		{env: faults.EnvStart + "=garbage", check: "handshake", says: "this is not the go-plugin handshake line"},
 		{env: faults.EnvStart + "=exit", check: "handshake", says: `its stderr ended "faults: exiting before serving, as asked"`},
 		{env: faults.EnvStart + "=slow=1m", flags: []string{"-start-timeout", "300ms"}, check: "handshake", says: "timeout while waiting for plugin to start"},
+		{env: faults.EnvStart + "=linger", check: "shutdown", says: "did not exit on GRPCController.Shutdown and was killed"},
 		{env: faults.EnvDescribe + "=wrong-contract", check: "describe", says: "contract version 99, want 1"},
 		{env: faults.EnvDescribe + "=bogus-kinds", check: "describe", says: `unknown task kind "teleport"`},
 		{env: faults.EnvDescribe + "=bogus-kinds", check: "unsupported kind", says: "which the engine does not serve, succeeded"},
