@@ -178,9 +178,19 @@ func (c *sdContext) generate(ctx context.Context, j *job, imgs *jobImages, obs *
 		obs.log.Debug("generation parameters", "params", C.GoString(cs))
 		C.free(unsafe.Pointer(cs))
 	}
-	stop := context.AfterFunc(ctx, func() { C.sd_cancel_generation(c.ctx, C.SD_CANCEL_ALL) })
-	defer stop()
-	obs.cancel = func() { C.sd_cancel_generation(c.ctx, C.SD_CANCEL_ALL) }
+	// A cancellation asks the engine to stop at its next step. generate_image
+	// clears a request made before it starts, so the observer repeats it at
+	// every step once ctx is done; and the call from AfterFunc is waited
+	// for, so it never reaches a context freed after this job.
+	cancelEngine := func() { C.sd_cancel_generation(c.ctx, C.SD_CANCEL_ALL) }
+	cancelled := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { defer close(cancelled); cancelEngine() })
+	defer func() {
+		if !stop() {
+			<-cancelled
+		}
+	}()
+	obs.cancel, obs.done = cancelEngine, ctx.Done()
 	obs.begin(phaseSample)
 	img := C.stoker_generate(c.ctx, &p)
 	obs.end()

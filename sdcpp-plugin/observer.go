@@ -45,12 +45,13 @@ type observer struct {
 
 	mu      sync.Mutex // guards the fields below; calls into ev are made under it
 	phase   phase
-	lastErr string    // last error line the engine logged
-	stopErr error     // the job's events failed: the host is gone
-	cancel  func()    // asks the engine to stop; nil outside a generation
-	decoded bool      // the decode finished
-	began   time.Time // the call began
-	decode  time.Time // the VAE decode began (zero: not yet)
+	lastErr string          // last error line the engine logged
+	stopErr error           // the job's events failed: the host is gone
+	cancel  func()          // asks the engine to stop; nil outside a generation
+	done    <-chan struct{} // closed when the job is cancelled (nil: never)
+	decoded bool            // the decode finished
+	began   time.Time       // the call began
+	decode  time.Time       // the VAE decode began (zero: not yet)
 	// engineSampling is the sampling time the engine measured itself and
 	// logged ("sampling completed, taking 0.40s"), as sd-cli reports it.
 	engineSampling time.Duration
@@ -75,7 +76,7 @@ func (o *observer) end() {
 	active.CompareAndSwap(o, nil)
 	o.mu.Lock()
 	o.phase = phaseIdle
-	o.cancel = nil
+	o.cancel, o.done = nil, nil
 	o.mu.Unlock()
 }
 
@@ -173,11 +174,25 @@ func (o *observer) onProgress(step, steps int) {
 	case phaseLoad:
 		o.progressLocked(step, steps, unitLoad)
 	case phaseSample:
+		o.cancelIfDoneLocked()
 		o.progressLocked(step, steps, unitStep)
 	case phaseDecode:
 		if !o.decoded && step < steps { // tiles of a tiled decode; the end is reported by the log
 			o.progressLocked(step, steps, unitDecode)
 		}
+	}
+}
+
+// cancelIfDoneLocked repeats the cancellation request while the job is
+// cancelled: the engine drops a request made just before it started.
+func (o *observer) cancelIfDoneLocked() {
+	if o.cancel == nil || o.done == nil {
+		return
+	}
+	select {
+	case <-o.done:
+		o.cancel()
+	default:
 	}
 }
 

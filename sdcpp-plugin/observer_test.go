@@ -76,3 +76,25 @@ func TestObserverStopsTheEngineWhenTheHostIsGone(t *testing.T) {
 	}
 	expectKind(t, o.stopped(), plugins.ErrCancelled, "host gone")
 }
+
+// TestObserverRepeatsACancelAtEachStep: the engine drops a cancellation
+// asked for just before a generation starts, so once the job is cancelled
+// every step asks again.
+func TestObserverRepeatsACancelAtEachStep(t *testing.T) {
+	o := newObserver(hclog.NewNullLogger(), &plugintest.Recorder{})
+	var cancels int
+	done := make(chan struct{})
+	o.cancel, o.done = func() { cancels++ }, done
+	o.begin(phaseSample)
+	engineProgress(0, 4)
+	if cancels != 0 {
+		t.Fatalf("asked the engine to stop %d times before the job was cancelled", cancels)
+	}
+	close(done)
+	engineProgress(1, 4)
+	engineProgress(2, 4)
+	o.end()
+	if cancels != 2 {
+		t.Errorf("asked the engine to stop %d times in two steps after the cancel, want 2", cancels)
+	}
+}
