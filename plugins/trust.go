@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/stokerhq/stoker/internal/pathtrust"
 )
 
 // Whoever can replace a plugin's file runs code as the supervisor, and
@@ -37,23 +39,15 @@ func CheckPath(path string) error {
 	if err != nil {
 		return fmt.Errorf("plugin path %s: %w", path, err)
 	}
-	// Every prefix of abs, from the root down: "/", "/opt", "/opt/stoker"...
-	var chain []string
-	for p := abs; ; p = filepath.Dir(p) {
-		chain = append(chain, p)
-		if p == filepath.Dir(p) {
-			break
-		}
-	}
+	chain := pathtrust.Chain(abs)
 	euid := os.Geteuid()
-	for i := len(chain) - 1; i >= 0; i-- {
-		p := chain[i]
+	for i, p := range chain {
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return fmt.Errorf("plugin path: %w", err)
 		}
-		// i == 0 is path itself, i == 1 its parent.
-		if err := checkEntry(p, fi, euid, i <= 1); err != nil {
+		// The last entry is path itself, the one before it its parent.
+		if err := checkEntry(p, fi, euid, i >= len(chain)-2); err != nil {
 			return err
 		}
 	}
@@ -67,10 +61,14 @@ func checkEntry(p string, fi fs.FileInfo, euid int, strict bool) error {
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		return fmt.Errorf("%w: refusing %s: it is a symbolic link; give the real path", ErrUntrusted, p)
 	}
-	if uid, ok := ownerOf(fi); ok && uid != 0 && uid != euid {
+	if uid, ok := pathtrust.Owner(fi); ok && !pathtrust.TrustedOwner(uid, euid) {
 		return fmt.Errorf("%w: refusing %s: it is owned by uid %d, neither root nor this process's user (uid %d), who could replace what runs as this process", ErrUntrusted, p, uid, euid)
 	}
-	if fi.Mode().Perm()&0o022 != 0 && (strict || fi.Mode()&fs.ModeSticky == 0) {
+	at := pathtrust.Above
+	if strict {
+		at = pathtrust.Strict
+	}
+	if pathtrust.OthersCanWrite(fi.Mode(), at) {
 		return fmt.Errorf("%w: refusing %s: it is writable by group or others (mode %s); run chmod go-w on it", ErrUntrusted, p, fi.Mode())
 	}
 	return nil

@@ -86,6 +86,11 @@ func TestDependencyRules(t *testing.T) {
 			allowOnly: []string{"supervisor/internal/dialguard"},
 		},
 		{
+			name:      "the path trust rules stand alone",
+			applies:   func(p string) bool { return under(p, "internal/pathtrust") },
+			allowOnly: []string{"internal/pathtrust"},
+		},
+		{
 			name:      "the wire contract stands alone",
 			applies:   func(p string) bool { return under(p, "supervisor/internal/protocol") },
 			allowOnly: []string{"supervisor/internal/protocol"},
@@ -100,7 +105,8 @@ func TestDependencyRules(t *testing.T) {
 			applies: func(p string) bool {
 				return under(p, "llamacpp-plugin") || under(p, "whisper-plugin") || under(p, "sdcpp-plugin")
 			},
-			allowOnly: []string{"plugins", "proto", "llamacpp-plugin", "whisper-plugin", "sdcpp-plugin"},
+			// internal/pathtrust comes with the SDK (plugins.CheckPath).
+			allowOnly: []string{"plugins", "proto", "internal/pathtrust", "llamacpp-plugin", "whisper-plugin", "sdcpp-plugin"},
 		},
 	}
 	for _, r := range rules {

@@ -4,8 +4,7 @@ package models
 
 import "os"
 
-// Where there is no O_NOFOLLOW, no owner and no mode bits to go by, the
-// checks of files_unix.go have nothing to check.
+// Where there is no O_NOFOLLOW there is nothing to refuse a link with.
 const (
 	oNoFollow = 0
 	oNonBlock = 0
@@ -14,5 +13,3 @@ const (
 func isSymlinkErr(err error) bool { return false }
 
 func linkCount(fi os.FileInfo) uint64 { return 1 }
-
-func statRisk(fi os.FileInfo, target bool) string { return "" }

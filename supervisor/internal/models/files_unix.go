@@ -4,7 +4,6 @@ package models
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
 )
@@ -29,36 +28,4 @@ func linkCount(fi os.FileInfo) uint64 {
 		return uint64(st.Nlink)
 	}
 	return 1
-}
-
-// dirRisk says why a user other than root and euid could change what is
-// at a path whose Lstat is (uid, mode): "" when none can. target is the
-// directory the store writes into itself; an entry above it may be a
-// sticky directory (like /tmp), where others may create names but may not
-// rename or remove ours. A symlink's own mode bits mean nothing; its
-// owner does (in a sticky directory, only its owner may replace it).
-func dirRisk(uid uint32, mode os.FileMode, target bool, euid int) string {
-	if uid != 0 && int(uid) != euid {
-		return fmt.Sprintf("owned by uid %d", uid)
-	}
-	switch {
-	case mode&os.ModeSymlink != 0:
-		return ""
-	case !mode.IsDir():
-		return "not a directory"
-	case mode.Perm()&0o022 == 0:
-		return ""
-	case !target && mode&os.ModeSticky != 0:
-		return ""
-	}
-	return fmt.Sprintf("writable by group or others (mode %s)", mode)
-}
-
-// statRisk is dirRisk for a FileInfo.
-func statRisk(fi os.FileInfo, target bool) string {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return ""
-	}
-	return dirRisk(st.Uid, fi.Mode(), target, os.Geteuid())
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/stokerhq/stoker/internal/pathtrust"
 )
 
 // The cache may be shared by several processes, but only root and the
@@ -49,25 +51,53 @@ func checkTree(p string) error {
 // p, without following a symlink in the last component of each, and
 // reports whether one was a symlink.
 func checkChain(p string) (sawLink bool, err error) {
-	var chain []string
-	for q := p; ; q = filepath.Dir(q) {
-		chain = append(chain, q)
-		if filepath.Dir(q) == q {
-			break
-		}
-	}
-	for i := len(chain) - 1; i >= 0; i-- {
-		q := chain[i]
+	chain := pathtrust.Chain(p)
+	for i, q := range chain {
 		fi, err := os.Lstat(q)
 		if err != nil {
 			return sawLink, err
 		}
-		if risk := statRisk(fi, i == 0); risk != "" {
+		if risk := statRisk(fi, i == len(chain)-1); risk != "" {
 			return sawLink, unsafeError(q, risk)
 		}
 		sawLink = sawLink || fi.Mode()&os.ModeSymlink != 0
 	}
 	return sawLink, nil
+}
+
+// dirRisk says why a user other than root and euid could change what is
+// at a path whose Lstat is (uid, mode): "" when none can. target is the
+// directory the store writes into itself; an entry above it may be a
+// sticky directory (like /tmp), where others may create names but may not
+// rename or remove ours. A symlink's own mode bits mean nothing; its
+// owner does (in a sticky directory, only its owner may replace it).
+func dirRisk(uid uint32, mode os.FileMode, target bool, euid int) string {
+	if !pathtrust.TrustedOwner(int(uid), euid) {
+		return fmt.Sprintf("owned by uid %d", uid)
+	}
+	at := pathtrust.Above
+	if target {
+		at = pathtrust.Strict
+	}
+	switch {
+	case mode&os.ModeSymlink != 0:
+		return ""
+	case !mode.IsDir():
+		return "not a directory"
+	case pathtrust.OthersCanWrite(mode, at):
+		return fmt.Sprintf("writable by group or others (mode %s)", mode)
+	}
+	return ""
+}
+
+// statRisk is dirRisk for a FileInfo. Where fi has no owner to go by (off
+// Unix), there is nothing to check: "".
+func statRisk(fi os.FileInfo, target bool) string {
+	uid, ok := pathtrust.Owner(fi)
+	if !ok {
+		return ""
+	}
+	return dirRisk(uint32(uid), fi.Mode(), target, os.Geteuid())
 }
 
 func unsafeError(p, risk string) error {
