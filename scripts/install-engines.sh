@@ -55,3 +55,7 @@ fi
 if [ -f "$here/engines/espeak.sh" ]; then
 	bash "$here/engines/espeak.sh"
 fi
+
+if [ -f "$here/engines/onnx.sh" ]; then
+	bash "$here/engines/onnx.sh"
+fi
