@@ -1,6 +1,7 @@
 // Package devmodels makes the small real models that `stoker agent -dev`
 // puts in the dev studio's catalog (tiny-llama for llama.cpp, tiny-whisper
-// for whisper.cpp, tiny-sd for stable-diffusion.cpp), so a fresh machine
+// for whisper.cpp, tiny-sd for stable-diffusion.cpp, tiny-lama for the
+// onnx plugin's LaMa object removal), so a fresh machine
 // serves real engine jobs with nothing downloaded; and, when espeak-ng is
 // installed, the model "espeak" (engine espeak-ng, no files), which the
 // Python example plugin plugins/examples/espeak-tts serves. The models are
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 
 	"github.com/stokerhq/stoker/llamacpp-plugin/gguf"
+	"github.com/stokerhq/stoker/onnx-plugin/lamamodel"
 	"github.com/stokerhq/stoker/sdcpp-plugin/sdmodel"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
@@ -63,6 +65,11 @@ var models = []struct {
 			CfgScale: d.CfgScale, Steps: uint32(d.Steps), Width: uint32(d.Width), Height: uint32(d.Height),
 			SamplingMethod: d.SamplingMethod,
 		}
+	}},
+	// tiny-lama takes its size from the job's init image; 64×64 is a
+	// placeholder like the other image fields.
+	{id: "tiny-lama", engine: protocol.EngineOnnx, filename: lamamodel.TinyLaMaFilename, write: lamamodel.WriteTinyLaMa, sha256: lamamodel.TinyLaMaSHA256, defaults: func() protocol.ModelCliDefaults {
+		return protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 64, Height: 64}
 	}},
 }
 

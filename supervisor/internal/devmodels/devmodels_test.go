@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stokerhq/stoker/onnx-plugin/lamamodel"
 	"github.com/stokerhq/stoker/sdcpp-plugin/sdmodel"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
@@ -49,16 +50,16 @@ func TestEnsureWritesAndRepairs(t *testing.T) {
 
 	// A fresh directory: the unpinned models are generated into a hash and
 	// then into the file; tiny-sd, pinned, only into the file.
-	first := ensure(map[string]int{"tiny-llama": 2, "tiny-whisper": 2, "tiny-sd": 1})
-	if len(first) != 3 {
-		t.Fatalf("got %d models, want 3", len(first))
+	first := ensure(map[string]int{"tiny-llama": 2, "tiny-whisper": 2, "tiny-sd": 1, "tiny-lama": 1})
+	if len(first) != 4 {
+		t.Fatalf("got %d models, want 4", len(first))
 	}
 	// A stale or damaged file is rewritten to this build's content; a
 	// current tiny-sd is only read.
 	if err := os.WriteFile(filepath.Join(dir, first[0].Filename), []byte("stale"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	again := ensure(map[string]int{"tiny-llama": 2, "tiny-whisper": 1, "tiny-sd": 0})
+	again := ensure(map[string]int{"tiny-llama": 2, "tiny-whisper": 1, "tiny-sd": 0, "tiny-lama": 0})
 	for i := range first {
 		if again[i].SHA256 != first[i].SHA256 || again[i].Size != first[i].Size || again[i].Size < 1000 {
 			t.Errorf("%s: got %s (%d bytes), want %s (%d bytes)", first[i].ID, again[i].SHA256, again[i].Size, first[i].SHA256, first[i].Size)
@@ -71,6 +72,13 @@ func TestEnsureWritesAndRepairs(t *testing.T) {
 	repaired := ensure(map[string]int{"tiny-sd": 1})
 	if got := repaired[2]; got.SHA256 != sdmodel.TinySDSHA256 || got.Size != sdmodel.TinySDSize {
 		t.Errorf("tiny-sd: got %s (%d bytes), want %s (%d bytes)", got.SHA256, got.Size, sdmodel.TinySDSHA256, sdmodel.TinySDSize)
+	}
+	if err := os.WriteFile(first[3].Path, []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repaired = ensure(map[string]int{"tiny-sd": 0, "tiny-lama": 1})
+	if got := repaired[3]; got.SHA256 != lamamodel.TinyLaMaSHA256 || got.Size != lamamodel.TinyLaMaSize {
+		t.Errorf("tiny-lama: got %s (%d bytes), want %s (%d bytes)", got.SHA256, got.Size, lamamodel.TinyLaMaSHA256, lamamodel.TinyLaMaSize)
 	}
 }
 
@@ -86,6 +94,7 @@ func TestEnsureCatalogFacts(t *testing.T) {
 		{"tiny-sd", protocol.EngineSdCpp, "tiny-sd.gguf", protocol.ModelCliDefaults{
 			CfgScale: d.CfgScale, Steps: uint32(d.Steps), Width: uint32(d.Width), Height: uint32(d.Height), SamplingMethod: d.SamplingMethod,
 		}, 0},
+		{"tiny-lama", protocol.EngineOnnx, "tiny-lama.onnx", protocol.ModelCliDefaults{CfgScale: 1, Steps: 1, Width: 64, Height: 64}, 0},
 	}
 	if len(models) != len(tests) {
 		t.Fatalf("got %d models, want %d", len(models), len(tests))
