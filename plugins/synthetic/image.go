@@ -8,7 +8,7 @@ import (
 	"strconv"
 
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/synthetic/internal/webp"
+	"github.com/stokerhq/stoker/plugins/webp"
 )
 
 // MaxImageSide is the largest width or height of a synthetic image.

@@ -10,7 +10,8 @@
 // enough to read in one sitting. The price is size: the files are about as
 // large as the raw pixels.
 //
-// Only the synthetic plugin imports this package.
+// The synthetic plugin and the onnx plugin (onnx-plugin) import it: an
+// engine plugin that wants lossless WebP without a C library may too.
 package webp
 
 import (
