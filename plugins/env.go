@@ -22,7 +22,10 @@ import "strings"
 //   - the settings of this repository's engine plugins:
 //     STOKER_PLUGIN_LOG_LEVEL (set by the supervisor), STOKER_LLAMA_*
 //     (STOKER_LLAMA_THREADS), STOKER_SDCPP_* (THREADS, MEMORY_BUDGET_MB,
-//     MAX_SIDE, MAX_PIXEL_STEPS) and STOKER_WHISPER_*.
+//     MAX_SIDE, MAX_PIXEL_STEPS), STOKER_WHISPER_* and STOKER_ONNX_*
+//     (LIBRARY, THREADS, MEMORY_BUDGET_MB: docs/onnx.md), and
+//     STOKER_ENGINES_DIR (the engines cache, where the onnx plugin finds
+//     the ONNX Runtime library it opens at run time).
 //
 // A third-party plugin's own settings pass when the operator names them
 // (the agent's plugin_env).
@@ -32,7 +35,7 @@ var PassEnv = []string{
 	"CUDA_*", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "HSA_*",
 	"VK_*", "MESA_*", "LP_NUM_THREADS", "XDG_CACHE_HOME", "OMP_*", "OPENBLAS_NUM_THREADS",
 	"GGML_*",
-	EnvLogLevel, "STOKER_LLAMA_*", "STOKER_SDCPP_*", "STOKER_WHISPER_*",
+	EnvLogLevel, "STOKER_LLAMA_*", "STOKER_SDCPP_*", "STOKER_WHISPER_*", "STOKER_ONNX_*", "STOKER_ENGINES_DIR",
 }
 
 // Env returns the entries of environ ("NAME=value") whose name PassEnv or

@@ -23,11 +23,11 @@ if [ -z "${STOKER_NO_ENGINES:-}" ]; then
 	bash scripts/install-engines.sh
 	# shellcheck source=engines/env.sh
 	. scripts/engines/env.sh
-	tags="llamacpp whispercpp sdcpp"
+	tags="llamacpp whispercpp sdcpp onnx"
 fi
 mkdir -p bin
 plugins=()
-for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin; do
+for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin onnx-plugin; do
 	[ -f "$d/main.go" ] && plugins+=("./$d")
 done
 go build -trimpath -tags "$tags" -o bin/ ./supervisor/cmd/stoker "${plugins[@]}"

@@ -2,7 +2,7 @@
 # test.sh is the whole check, the same on a laptop and in CI: it installs the
 # engines, checks the engine contract (buf lint, generated code fresh),
 # formatting and vet, runs every test (engine tests included, with the real
-# llama.cpp, whisper.cpp and stable-diffusion.cpp), and runs each fuzz target
+# llama.cpp, whisper.cpp, stable-diffusion.cpp and ONNX Runtime), and runs each fuzz target
 # briefly.
 #
 #   scripts/test.sh                 everything
@@ -16,7 +16,7 @@ cd "$root"
 bash scripts/install-engines.sh
 # shellcheck source=engines/env.sh
 . scripts/engines/env.sh
-tags="llamacpp whispercpp sdcpp"
+tags="llamacpp whispercpp sdcpp onnx"
 
 echo "== proto"
 bash scripts/proto.sh check

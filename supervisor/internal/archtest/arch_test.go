@@ -103,10 +103,10 @@ func TestDependencyRules(t *testing.T) {
 		{
 			name: "engine plugins use only the SDK, the contract and themselves",
 			applies: func(p string) bool {
-				return under(p, "llamacpp-plugin") || under(p, "whisper-plugin") || under(p, "sdcpp-plugin")
+				return under(p, "llamacpp-plugin") || under(p, "whisper-plugin") || under(p, "sdcpp-plugin") || under(p, "onnx-plugin")
 			},
 			// internal/pathtrust comes with the SDK (plugins.CheckPath).
-			allowOnly: []string{"plugins", "proto", "internal/pathtrust", "llamacpp-plugin", "whisper-plugin", "sdcpp-plugin"},
+			allowOnly: []string{"plugins", "proto", "internal/pathtrust", "llamacpp-plugin", "whisper-plugin", "sdcpp-plugin", "onnx-plugin"},
 		},
 	}
 	for _, r := range rules {
