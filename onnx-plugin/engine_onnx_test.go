@@ -279,6 +279,7 @@ func TestCancel(t *testing.T) {
 	if je == nil || je.Kind != plugins.ErrCancelled || !strings.Contains(je.Message, "terminate") {
 		t.Fatalf("cancelled run: %v, want %s with ONNX Runtime's terminate error", err, plugins.ErrCancelled)
 	}
+	t.Logf("cancelled: %v", err)
 	if _, data := ev.OutputBytes(); len(data) != 0 {
 		t.Errorf("cancelled run wrote %d bytes of output", len(data))
 	}
