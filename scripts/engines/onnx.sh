@@ -48,7 +48,12 @@ PC
 
 # 1. A farm's own build.
 if [ -n "${STOKER_ONNX_PREFIX:-}" ]; then
-	lib=$(find "$STOKER_ONNX_PREFIX/lib" "$STOKER_ONNX_PREFIX/lib64" -maxdepth 1 -name 'libonnxruntime.so*' 2>/dev/null | sort | head -n1)
+	lib=
+	for d in lib lib64; do
+		for f in "$STOKER_ONNX_PREFIX/$d"/libonnxruntime.so*; do
+			[ -z "$lib" ] && [ -e "$f" ] && lib=$f
+		done
+	done
 	[ -n "$lib" ] || engines_die "onnx: STOKER_ONNX_PREFIX=$STOKER_ONNX_PREFIX has no lib/libonnxruntime.so"
 	[ -f "$STOKER_ONNX_PREFIX/lib/pkgconfig/onnxruntime.pc" ] || onnx_pc "$STOKER_ONNX_PREFIX" "$lib" unknown
 	engines_log "onnx: using the build at $STOKER_ONNX_PREFIX"
