@@ -3,7 +3,10 @@
 # installed engines:
 #
 #   source scripts/engines/env.sh
-#   go build -tags "llamacpp whispercpp sdcpp" ./llamacpp-plugin ./whisper-plugin ./sdcpp-plugin
+#   go build -tags "llamacpp whispercpp sdcpp onnx" ./llamacpp-plugin ./whisper-plugin ./sdcpp-plugin ./onnx-plugin
+#
+# (onnx-plugin needs none of the flags: it opens the library that
+# current/onnxruntime names at run time; see docs/onnx.md.)
 #
 # For every engine registered under $STOKER_ENGINES_DIR/current/ it prepends
 # <prefix>/lib/pkgconfig to PKG_CONFIG_PATH and adds <prefix>/include to
