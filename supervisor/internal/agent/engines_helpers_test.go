@@ -1,4 +1,4 @@
-//go:build llamacpp || whispercpp || sdcpp
+//go:build llamacpp || whispercpp || sdcpp || onnx
 
 package agent_test
 
@@ -34,6 +34,7 @@ var enginePlugins = map[string]func() (string, error){
 	"llamacpp-plugin": buildEnginePlugin("llamacpp-plugin", "llamacpp"),
 	"whisper-plugin":  buildEnginePlugin("whisper-plugin", "whispercpp"),
 	"sdcpp-plugin":    buildEnginePlugin("sdcpp-plugin", "sdcpp"),
+	"onnx-plugin":     buildEnginePlugin("onnx-plugin", "onnx"),
 	// The Python example plugin (espeak_e2e_test.go).
 	"espeak-tts-plugin": buildEspeakPlugin,
 }

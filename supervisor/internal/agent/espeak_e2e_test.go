@@ -1,4 +1,4 @@
-//go:build llamacpp || whispercpp || sdcpp
+//go:build llamacpp || whispercpp || sdcpp || onnx
 
 package agent_test
 
