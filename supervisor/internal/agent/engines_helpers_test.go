@@ -4,10 +4,11 @@ package agent_test
 
 // The stack the real-engine tests and benchmarks run on: a dev studio and
 // an agent in this process whose plugin dir links engine plugins built with
-// their engines (cgo, behind each plugin's build tag), and whose catalog
-// holds the dev models (tiny-llama, tiny-whisper, tiny-sd) served from the
-// studio's FilesDir and downloaded by the agent like any model. The cgo
-// flags come from the environment:
+// their engines (cgo, behind each plugin's build tag; the onnx plugin opens
+// ONNX Runtime at run time), and whose catalog holds the dev models
+// (tiny-llama, tiny-whisper, tiny-sd, tiny-lama) served from the studio's
+// FilesDir and downloaded by the agent like any model. The cgo flags come
+// from the environment:
 //
 //	scripts/install-engines.sh && source scripts/engines/env.sh
 
