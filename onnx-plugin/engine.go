@@ -113,8 +113,12 @@ type engine struct {
 
 // timings are where one job's time went, for the log and the benchmarks.
 type timings struct {
-	Decode, Load, Run, Encode time.Duration
-	Loaded                    bool // the job loaded its model
+	Decode  time.Duration // the input files decoded
+	Load    time.Duration // the session made resident
+	Prepare time.Duration // the padded tensors made
+	Run     time.Duration // ONNX Runtime's run (tensors in, output out)
+	Encode  time.Duration // the output cropped, converted and encoded
+	Loaded  bool          // the job loaded its model
 }
 
 func (tm timings) String() string {
@@ -122,8 +126,8 @@ func (tm timings) String() string {
 	if tm.Loaded {
 		load = "loaded in " + tm.Load.Round(time.Millisecond).String()
 	}
-	return fmt.Sprintf("model %s, decode %s, run %s, encode %s", load,
-		tm.Decode.Round(time.Millisecond), tm.Run.Round(time.Millisecond), tm.Encode.Round(time.Millisecond))
+	return fmt.Sprintf("model %s, decode %s, tensors %s, run %s, encode %s", load,
+		tm.Decode.Round(time.Millisecond), tm.Prepare.Round(time.Millisecond), tm.Run.Round(time.Millisecond), tm.Encode.Round(time.Millisecond))
 }
 
 // newEngine returns an engine with options o (zero fields: defaults).
@@ -231,7 +235,10 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	_ = ev.Progress(2, stages, "stage")
 
 	start = time.Now()
-	out, err := m.run(ctx, imageTensor(img, pw, ph), maskTensor(mask, pw, ph), pw, ph, ev)
+	it, mt := imageTensor(img, pw, ph), maskTensor(mask, pw, ph)
+	tm.Prepare = time.Since(start)
+	start = time.Now()
+	out, err := m.run(ctx, it, mt, pw, ph, ev)
 	if err != nil {
 		return err
 	}
@@ -252,7 +259,7 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	e.last = tm
 	e.mu.Unlock()
 	e.log.Info("image filled", "model", req.Model, "size", fmt.Sprintf("%dx%d", w, h), "padded", fmt.Sprintf("%dx%d", pw, ph),
-		"loaded", tm.Loaded, "decode", tm.Decode, "load", tm.Load, "run", tm.Run, "encode", tm.Encode)
+		"loaded", tm.Loaded, "decode", tm.Decode, "load", tm.Load, "prepare", tm.Prepare, "run", tm.Run, "encode", tm.Encode)
 	_ = ev.Log("info", fmt.Sprintf("filled %dx%d (run at %dx%d): %s", w, h, pw, ph, tm))
 	_ = ev.Progress(stages, stages, "stage")
 	if err := ev.Output(j.Ext, data); err != nil {

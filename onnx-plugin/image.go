@@ -56,25 +56,57 @@ func mirror(i, n int) int {
 // imageTensor returns m as a [1,3,ph,pw] float32 tensor's data in 0..1
 // (RGB, alpha ignored), padded symmetrically to pw×ph.
 func imageTensor(m image.Image, pw, ph int) []float32 {
-	b := m.Bounds()
-	w, h := b.Dx(), b.Dy()
+	n := toNRGBA(m)
+	w, h := n.Rect.Dx(), n.Rect.Dy()
 	plane := pw * ph
 	out := make([]float32, 3*plane)
-	row := make([]color.NRGBA, w)
 	for y := 0; y < ph; y++ {
-		sy := b.Min.Y + mirror(y, h)
-		for x := 0; x < w; x++ {
-			row[x] = color.NRGBAModel.Convert(m.At(b.Min.X+x, sy)).(color.NRGBA)
-		}
+		src := n.Pix[mirror(y, h)*n.Stride:]
+		r, g, b := out[y*pw:], out[plane+y*pw:], out[2*plane+y*pw:]
 		for x := 0; x < pw; x++ {
-			c := row[mirror(x, w)]
-			i := y*pw + x
-			out[i] = float32(c.R) / 255
-			out[plane+i] = float32(c.G) / 255
-			out[2*plane+i] = float32(c.B) / 255
+			sx := x
+			if sx >= w {
+				sx = mirror(x, w)
+			}
+			p := src[4*sx : 4*sx+3 : 4*sx+3]
+			r[x] = float32(p[0]) / 255
+			g[x] = float32(p[1]) / 255
+			b[x] = float32(p[2]) / 255
 		}
 	}
 	return out
+}
+
+// toNRGBA returns m's pixels, not premultiplied, with its top left at 0,0:
+// m itself when it is such an *image.NRGBA, else a copy (fast for the
+// *image.RGBA an opaque PNG decodes to).
+func toNRGBA(m image.Image) *image.NRGBA {
+	b := m.Bounds()
+	if n, ok := m.(*image.NRGBA); ok && b.Min == (image.Point{}) {
+		return n
+	}
+	n := image.NewNRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	if r, ok := m.(*image.RGBA); ok {
+		for y := 0; y < b.Dy(); y++ {
+			src := r.Pix[r.PixOffset(b.Min.X, b.Min.Y+y):]
+			dst := n.Pix[y*n.Stride:]
+			for x := 0; x < 4*b.Dx(); x += 4 {
+				if src[x+3] == 255 {
+					copy(dst[x:x+4], src[x:x+4])
+				} else {
+					c := color.NRGBAModel.Convert(color.RGBA{src[x], src[x+1], src[x+2], src[x+3]}).(color.NRGBA)
+					dst[x], dst[x+1], dst[x+2], dst[x+3] = c.R, c.G, c.B, c.A
+				}
+			}
+		}
+		return n
+	}
+	for y := 0; y < b.Dy(); y++ {
+		for x := 0; x < b.Dx(); x++ {
+			n.SetNRGBA(x, y, color.NRGBAModel.Convert(m.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA))
+		}
+	}
+	return n
 }
 
 // maskTensor returns m as a [1,1,ph,pw] float32 tensor's data, binarised:
@@ -83,19 +115,29 @@ func imageTensor(m image.Image, pw, ph int) []float32 {
 func maskTensor(m image.Image, pw, ph int) []float32 {
 	b := m.Bounds()
 	w, h := b.Dx(), b.Dy()
-	out := make([]float32, pw*ph)
-	row := make([]float32, w)
-	for y := 0; y < ph; y++ {
-		sy := b.Min.Y + mirror(y, h)
-		for x := 0; x < w; x++ {
-			if color.GrayModel.Convert(m.At(b.Min.X+x, sy)).(color.Gray).Y > 127 {
-				row[x] = 1
-			} else {
-				row[x] = 0
+	fill := make([]bool, w*h)
+	if g, ok := m.(*image.Gray); ok {
+		for y := 0; y < h; y++ {
+			row := g.Pix[g.PixOffset(b.Min.X, b.Min.Y+y):]
+			for x := 0; x < w; x++ {
+				fill[y*w+x] = row[x] > 127
 			}
 		}
+	} else {
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				fill[y*w+x] = color.GrayModel.Convert(m.At(b.Min.X+x, b.Min.Y+y)).(color.Gray).Y > 127
+			}
+		}
+	}
+	out := make([]float32, pw*ph)
+	for y := 0; y < ph; y++ {
+		src := fill[mirror(y, h)*w:]
+		dst := out[y*pw:]
 		for x := 0; x < pw; x++ {
-			out[y*pw+x] = row[mirror(x, w)]
+			if src[mirror(x, w)] {
+				dst[x] = 1
+			}
 		}
 	}
 	return out
