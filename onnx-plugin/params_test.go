@@ -125,3 +125,49 @@ func TestPadding(t *testing.T) {
 		t.Errorf("outputImage = %v, %v", out.Pix, err)
 	}
 }
+
+// TestToNRGBA: every image type (and a sub-image not at 0,0) gives the
+// pixels the colour model gives, and the mask the same binarisation.
+func TestToNRGBA(t *testing.T) {
+	rgba := image.NewRGBA(image.Rect(0, 0, 4, 3))
+	for i := range rgba.Pix {
+		rgba.Pix[i] = uint8(i * 13)
+	}
+	for i := 3; i < len(rgba.Pix); i += 4 {
+		rgba.Pix[i] = max(rgba.Pix[i], rgba.Pix[i-1], rgba.Pix[i-2], rgba.Pix[i-3]) // valid premultiplied
+	}
+	rgba.Pix[3] = 255
+	ycc := image.NewYCbCr(image.Rect(0, 0, 4, 3), image.YCbCrSubsampleRatio420)
+	for i := range ycc.Y {
+		ycc.Y[i] = uint8(i * 20)
+	}
+	nrgba := image.NewNRGBA(image.Rect(0, 0, 4, 3))
+	copy(nrgba.Pix, rgba.Pix)
+	for _, m := range []image.Image{rgba, ycc, nrgba, rgba.SubImage(image.Rect(1, 1, 4, 3)), nrgba.SubImage(image.Rect(1, 1, 4, 3))} {
+		n := toNRGBA(m)
+		b := m.Bounds()
+		if n.Rect != image.Rect(0, 0, b.Dx(), b.Dy()) {
+			t.Fatalf("%T: bounds %v, want %v at 0,0", m, n.Rect, b)
+		}
+		for y := 0; y < b.Dy(); y++ {
+			for x := 0; x < b.Dx(); x++ {
+				want := color.NRGBAModel.Convert(m.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+				if got := n.NRGBAAt(x, y); got != want {
+					t.Fatalf("%T at %d,%d: %v, want %v", m, x, y, got, want)
+				}
+			}
+		}
+		mask := maskTensor(m, b.Dx(), b.Dy())
+		for y := 0; y < b.Dy(); y++ {
+			for x := 0; x < b.Dx(); x++ {
+				want := float32(0)
+				if color.GrayModel.Convert(m.At(b.Min.X+x, b.Min.Y+y)).(color.Gray).Y > 127 {
+					want = 1
+				}
+				if mask[y*b.Dx()+x] != want {
+					t.Fatalf("%T mask at %d,%d: %v, want %v", m, x, y, mask[y*b.Dx()+x], want)
+				}
+			}
+		}
+	}
+}
