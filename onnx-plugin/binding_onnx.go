@@ -40,11 +40,53 @@ func runtimeInit(library string) error {
 	return initErr
 }
 
-func engineStatus(library string) (ready bool, reason string) {
+func engineStatus(library, provider string) (ready bool, reason string) {
 	if err := runtimeInit(library); err != nil {
 		return false, err.Error() + " (run scripts/install-engines.sh, or set STOKER_ONNX_LIBRARY)"
 	}
+	if err := providerCheck(provider); err != nil {
+		return false, err.Error()
+	}
 	return true, ""
+}
+
+var (
+	cudaOnce sync.Once
+	cudaErr  error
+)
+
+// providerCheck tells whether the library has the execution provider asked
+// for, once per process: CUDA is appended to a throwaway session's options
+// (the library from the npm registry has no CUDA provider; a farm's CUDA
+// build does).
+func providerCheck(provider string) error {
+	if provider != "cuda" {
+		return nil
+	}
+	cudaOnce.Do(func() {
+		opts, err := ort.NewSessionOptions()
+		if err != nil {
+			cudaErr = err
+			return
+		}
+		defer opts.Destroy()
+		cudaErr = appendCUDA(opts)
+	})
+	if cudaErr != nil {
+		return fmt.Errorf("%s=cuda: the ONNX Runtime library %s has no usable CUDA execution provider: %w", envProvider, initLib, cudaErr)
+	}
+	return nil
+}
+
+// appendCUDA adds the CUDA execution provider (device 0 of those
+// CUDA_VISIBLE_DEVICES shows) to opts.
+func appendCUDA(opts *ort.SessionOptions) error {
+	c, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return err
+	}
+	defer c.Destroy()
+	return opts.AppendExecutionProviderCUDA(c)
 }
 
 // model is one resident ONNX Runtime session and its fit to LaMa's
@@ -56,8 +98,11 @@ type model struct {
 
 // loadModel reads path's inputs and outputs, checks them against LaMa's
 // contract (a misfit is bad input) and creates a session.
-func loadModel(library, path string, threads int) (*model, error) {
+func loadModel(library, provider, path string, threads int) (*model, error) {
 	if err := runtimeInit(library); err != nil {
+		return nil, plugins.Errorf(plugins.ErrEngine, "%w", err)
+	}
+	if err := providerCheck(provider); err != nil {
 		return nil, plugins.Errorf(plugins.ErrEngine, "%w", err)
 	}
 	ins, outs, err := ort.GetInputOutputInfo(path)
@@ -76,6 +121,11 @@ func loadModel(library, path string, threads int) (*model, error) {
 	if threads > 0 {
 		if err := opts.SetIntraOpNumThreads(threads); err != nil {
 			return nil, plugins.Errorf(plugins.ErrEngine, "session options: %w", err)
+		}
+	}
+	if provider == "cuda" {
+		if err := appendCUDA(opts); err != nil {
+			return nil, plugins.Errorf(plugins.ErrEngine, "CUDA execution provider: %w", err)
 		}
 	}
 	names := []string{sig.Mask, sig.Image}

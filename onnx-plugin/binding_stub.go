@@ -15,12 +15,12 @@ import (
 
 const notBuiltReason = "ONNX Runtime not built in (build with -tags onnx)"
 
-func engineStatus(library string) (ready bool, reason string) { return false, notBuiltReason }
+func engineStatus(library, provider string) (ready bool, reason string) { return false, notBuiltReason }
 
 // model is a loaded session; never created in this build.
 type model struct{ sig *signature }
 
-func loadModel(library, path string, threads int) (*model, error) {
+func loadModel(library, provider, path string, threads int) (*model, error) {
 	return nil, plugins.Errorf(plugins.ErrEngine, "%w", errors.New(notBuiltReason))
 }
 

@@ -33,6 +33,7 @@ const defaultMemoryBudget = 8 << 30
 // tests set them directly.
 type options struct {
 	Library      string // ONNX Runtime library to open ("": the engines cache's)
+	Provider     string // execution provider: "cpu" (default) or "cuda"
 	Threads      int    // intra-op threads (0: ONNX Runtime's default)
 	MemoryBudget uint64 // bytes of resident models (default defaultMemoryBudget)
 }
@@ -40,6 +41,7 @@ type options struct {
 // The environment variables optionsFromEnv reads.
 const (
 	envLibrary      = "STOKER_ONNX_LIBRARY"
+	envProvider     = "STOKER_ONNX_PROVIDER"
 	envThreads      = "STOKER_ONNX_THREADS"
 	envMemoryBudget = "STOKER_ONNX_MEMORY_BUDGET_MB"
 	envEnginesDir   = "STOKER_ENGINES_DIR"
@@ -66,6 +68,14 @@ func optionsFromEnv(getenv func(string) string) (options, error) {
 		num(envMemoryBudget, func(n int64) { o.MemoryBudget = uint64(min(n, math.MaxInt64>>20)) << 20 }),
 	)
 	o.Library = libraryPath(getenv)
+	o.Provider = "cpu"
+	switch v := strings.ToLower(strings.TrimSpace(getenv(envProvider))); v {
+	case "", "cpu":
+	case "cuda":
+		o.Provider = v
+	default:
+		err = errors.Join(err, fmt.Errorf("%s=%q: want cpu or cuda", envProvider, v))
+	}
 	return o, err
 }
 
@@ -141,6 +151,9 @@ func newEngine(log hclog.Logger, o options) *engine {
 	if o.Library == "" {
 		o.Library = libraryPath(os.Getenv)
 	}
+	if o.Provider == "" {
+		o.Provider = "cpu"
+	}
 	e := &engine{log: log, opt: o}
 	e.models = residency.New(func(m *model) { m.free() }, residency.Options{Budget: o.MemoryBudget, Logger: log})
 	return e
@@ -155,7 +168,7 @@ var (
 // without the onnx tag or ONNX Runtime cannot be opened (the reason says
 // which library and why).
 func (e *engine) Describe(ctx context.Context) (*plugins.Description, error) {
-	ready, reason := engineStatus(e.opt.Library)
+	ready, reason := engineStatus(e.opt.Library, e.opt.Provider)
 	return &plugins.Description{
 		Name:            pluginName,
 		Version:         pluginVersion,
@@ -163,7 +176,7 @@ func (e *engine) Describe(ctx context.Context) (*plugins.Description, error) {
 		Engines:         []string{engineID},
 		Kinds:           []plugins.TaskKind{plugins.KindImage},
 		Models:          map[plugins.TaskKind][]string{plugins.KindImage: {engineID + ":*"}},
-		Device:          deviceInfo(),
+		Device:          deviceInfo(e.opt.Provider),
 		Ready:           ready,
 		NotReadyReason:  reason,
 	}, nil
@@ -210,7 +223,7 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	key := residency.Key{Model: req.Model, Identity: j.Model}
 	hd, err := e.models.Acquire(ctx, key, func(ctx context.Context) (*model, uint64, error) {
 		_ = ev.Log("info", fmt.Sprintf("loading model %s", req.Model))
-		m, err := loadModel(e.opt.Library, j.Model, e.opt.Threads)
+		m, err := loadModel(e.opt.Library, e.opt.Provider, j.Model, e.opt.Threads)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -302,10 +315,12 @@ func errCancelled(err error) error {
 	return plugins.Errorf(plugins.ErrCancelled, "job cancelled: %w", err)
 }
 
-// deviceInfo describes the CPU: the library from the npm registry runs on
-// the CPU execution provider.
-func deviceInfo() plugins.Device {
-	d := plugins.Device{Backend: "cpu", Name: runtime.GOARCH}
+// deviceInfo describes the device: the CPU (the library from the npm
+// registry has only the CPU execution provider), or "cuda" when the
+// operator chose it (the GPU itself is CUDA_VISIBLE_DEVICES' business; the
+// name stays the CPU's).
+func deviceInfo(provider string) plugins.Device {
+	d := plugins.Device{Backend: provider, Name: runtime.GOARCH}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {

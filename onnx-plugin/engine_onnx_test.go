@@ -121,7 +121,7 @@ func testEngine(t testing.TB, o options) *engine {
 	t.Helper()
 	e := newEngine(nil, o)
 	t.Cleanup(e.Close)
-	if ok, reason := engineStatus(e.opt.Library); !ok {
+	if ok, reason := engineStatus(e.opt.Library, e.opt.Provider); !ok {
 		t.Fatalf("ONNX Runtime not ready: %s", reason)
 	}
 	return e
@@ -392,4 +392,19 @@ func TestMissingLibraryNotReady(t *testing.T) {
 	if d.Ready || !strings.Contains(d.NotReadyReason, "/nonexistent/libonnxruntime.so") {
 		t.Errorf("describes itself as ready=%t %q", d.Ready, d.NotReadyReason)
 	}
+}
+
+// TestCUDAWithoutProviderNotReady: STOKER_ONNX_PROVIDER=cuda on a library
+// without the CUDA execution provider (the npm registry's) leaves the
+// plugin not ready, saying so.
+func TestCUDAWithoutProviderNotReady(t *testing.T) {
+	p := plugintest.Launch(t, builtPlugin(t), envProvider+"=cuda")
+	d, err := p.Describe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Ready || !strings.Contains(d.NotReadyReason, "CUDA execution provider") {
+		t.Errorf("describes itself as ready=%t %q", d.Ready, d.NotReadyReason)
+	}
+	t.Logf("not ready: %s", d.NotReadyReason)
 }

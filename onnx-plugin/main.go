@@ -11,7 +11,8 @@
 //
 // Settings come from the environment: STOKER_ONNX_LIBRARY (the ONNX
 // Runtime library to open; default: the one scripts/engines/onnx.sh
-// registered in the engines cache), STOKER_ONNX_THREADS (intra-op threads,
+// registered in the engines cache), STOKER_ONNX_PROVIDER (cpu, or cuda for
+// a farm's CUDA build), STOKER_ONNX_THREADS (intra-op threads,
 // default ONNX Runtime's) and STOKER_ONNX_MEMORY_BUDGET_MB (resident
 // models, default 8 GiB).
 //

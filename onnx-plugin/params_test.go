@@ -3,6 +3,8 @@ package main
 import (
 	"image"
 	"image/color"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -169,5 +171,58 @@ func TestToNRGBA(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestOptionsFromEnv(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	o, err := optionsFromEnv(env(envLibrary, "/x/libonnxruntime.so", envThreads, "3", envMemoryBudget, "100", envProvider, "CUDA"))
+	if err != nil || o.Library != "/x/libonnxruntime.so" || o.Threads != 3 || o.MemoryBudget != 100<<20 || o.Provider != "cuda" {
+		t.Fatalf("optionsFromEnv = %+v, %v", o, err)
+	}
+	o, err = optionsFromEnv(env(envEnginesDir, t.TempDir()))
+	if err != nil || o.Provider != "cpu" || o.MemoryBudget != defaultMemoryBudget || o.Library != "libonnxruntime.so" {
+		t.Fatalf("defaults = %+v, %v", o, err)
+	}
+	for _, kv := range [][2]string{{envThreads, "0"}, {envMemoryBudget, "lots"}, {envProvider, "rocm"}} {
+		if _, err := optionsFromEnv(env(kv[0], kv[1])); err == nil || !strings.Contains(err.Error(), kv[0]) {
+			t.Errorf("%s=%s: %v, want an error naming it", kv[0], kv[1], err)
+		}
+	}
+}
+
+// TestLibraryPath: the engines cache's pointer, its onnxruntime.pc's
+// libfile, the prefix's lib/libonnxruntime.so without one, and "system".
+func TestLibraryPath(t *testing.T) {
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "onnxruntime-1.30.0")
+	os.MkdirAll(filepath.Join(dir, "current"), 0o755)
+	os.MkdirAll(filepath.Join(prefix, "lib", "pkgconfig"), 0o755)
+	os.WriteFile(filepath.Join(dir, "current", "onnxruntime"), []byte(prefix+"\n"), 0o644)
+	get := func(k string) string {
+		if k == envEnginesDir {
+			return dir
+		}
+		return ""
+	}
+	if got, want := libraryPath(get), filepath.Join(prefix, "lib", "libonnxruntime.so"); got != want {
+		t.Errorf("without a .pc: %q, want %q", got, want)
+	}
+	os.WriteFile(filepath.Join(prefix, "lib", "pkgconfig", "onnxruntime.pc"), []byte("prefix="+prefix+"\nlibfile=/elsewhere/libonnxruntime.so.1.30.0\n\nName: onnxruntime\n"), 0o644)
+	if got := libraryPath(get); got != "/elsewhere/libonnxruntime.so.1.30.0" {
+		t.Errorf("with a .pc: %q", got)
+	}
+	os.WriteFile(filepath.Join(dir, "current", "onnxruntime"), []byte("system\n"), 0o644)
+	if got := libraryPath(get); got != "libonnxruntime.so" {
+		t.Errorf("system: %q", got)
 	}
 }

@@ -23,7 +23,7 @@ import "strings"
 //     STOKER_PLUGIN_LOG_LEVEL (set by the supervisor), STOKER_LLAMA_*
 //     (STOKER_LLAMA_THREADS), STOKER_SDCPP_* (THREADS, MEMORY_BUDGET_MB,
 //     MAX_SIDE, MAX_PIXEL_STEPS), STOKER_WHISPER_* and STOKER_ONNX_*
-//     (LIBRARY, THREADS, MEMORY_BUDGET_MB: docs/onnx.md), and
+//     (LIBRARY, PROVIDER, THREADS, MEMORY_BUDGET_MB: docs/onnx.md), and
 //     STOKER_ENGINES_DIR (the engines cache, where the onnx plugin finds
 //     the ONNX Runtime library it opens at run time).
 //
