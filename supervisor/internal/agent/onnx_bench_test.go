@@ -30,9 +30,9 @@ import (
 // lines (nanoseconds, as go-plugin re-logs them from the plugin's JSON).
 // It is an hclog sink: Accept must not block or log.
 type lamaStages struct {
-	mu                  sync.Mutex
-	n                   int
-	decode, run, encode time.Duration
+	mu                           sync.Mutex
+	n                            int
+	decode, prepare, run, encode time.Duration
 }
 
 func (l *lamaStages) Accept(_ string, _ hclog.Level, msg string, args ...any) {
@@ -54,6 +54,8 @@ func (l *lamaStages) Accept(_ string, _ hclog.Level, msg string, args ...any) {
 		switch args[i] {
 		case "decode":
 			l.decode += d
+		case "prepare": // the padded tensors
+			l.prepare += d
 		case "run":
 			l.run += d
 		case "encode":
@@ -110,7 +112,7 @@ func BenchmarkPipelineLaMa(b *testing.B) {
 	if stages.n != b.N {
 		b.Fatalf("%d image filled lines for %d jobs", stages.n, b.N)
 	}
-	for name, d := range map[string]time.Duration{"decode": stages.decode, "run": stages.run, "encode": stages.encode} {
+	for name, d := range map[string]time.Duration{"decode": stages.decode, "prepare": stages.prepare, "run": stages.run, "encode": stages.encode} {
 		b.ReportMetric(float64((d/time.Duration(b.N)).Microseconds())/1000, "plugin-"+name+"-ms/job")
 	}
 	stages.mu.Unlock()
