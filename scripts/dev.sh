@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dev.sh builds everything and runs `stoker agent -dev`: a dev studio on
 # 127.0.0.1:8700 (dashboard at http://127.0.0.1:8700/) and a worker with the
-# real engines and small generated models (tiny-llama, tiny-whisper, tiny-sd),
+# real engines and small generated models (tiny-llama, tiny-whisper, tiny-sd, tiny-lama, and espeak when espeak-ng is installed),
 # plus the synthetic models. Extra arguments go to `stoker agent`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
