@@ -220,9 +220,9 @@ func (m *model) run(ctx context.Context, img, mask []float32, pw, ph int, ev plu
 		if err != nil {
 			// ONNX Runtime's own words ("Exiting due to terminate flag
 			// being set to true."): the run was cut short, not finished.
-			return nil, errCancelled(fmt.Errorf("%w (%v)", cerr, err))
+			return nil, plugins.Cancelled(fmt.Errorf("%w (%v)", cerr, err))
 		}
-		return nil, errCancelled(cerr)
+		return nil, plugins.Cancelled(cerr)
 	}
 	if err != nil {
 		return nil, plugins.Errorf(plugins.ErrEngine, "run: %w", err)

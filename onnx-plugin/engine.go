@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,7 +175,7 @@ func (e *engine) Describe(ctx context.Context) (*plugins.Description, error) {
 		Engines:         []string{engineID},
 		Kinds:           []plugins.TaskKind{plugins.KindImage},
 		Models:          map[plugins.TaskKind][]string{plugins.KindImage: {engineID + ":*"}},
-		Device:          deviceInfo(e.opt.Provider),
+		Device:          plugins.HostDevice(e.opt.Provider),
 		Ready:           ready,
 		NotReadyReason:  reason,
 	}, nil
@@ -216,7 +215,7 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	tm.Decode = time.Since(start)
 	_ = ev.Progress(1, stages, "stage")
 	if err := ctx.Err(); err != nil {
-		return errCancelled(err)
+		return plugins.Cancelled(err)
 	}
 
 	start = time.Now()
@@ -276,7 +275,7 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	_ = ev.Log("info", fmt.Sprintf("filled %dx%d (run at %dx%d): %s", w, h, pw, ph, tm))
 	_ = ev.Progress(stages, stages, "stage")
 	if err := ev.Output(j.Ext, data); err != nil {
-		return errCancelled(err)
+		return plugins.Cancelled(err)
 	}
 	return nil
 }
@@ -302,32 +301,3 @@ func (e *engine) Unload(ctx context.Context, model string) error {
 
 // Close frees every resident session. It may be called more than once.
 func (e *engine) Close() { e.models.Close() }
-
-// errCancelled types a cancellation.
-func errCancelled(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return plugins.Errorf(plugins.ErrCancelled, "job deadline exceeded: %w", err)
-	}
-	var je *plugins.JobError
-	if errors.As(err, &je) {
-		return je
-	}
-	return plugins.Errorf(plugins.ErrCancelled, "job cancelled: %w", err)
-}
-
-// deviceInfo describes the device: the CPU (the library from the npm
-// registry has only the CPU execution provider), or "cuda" when the
-// operator chose it (the GPU itself is CUDA_VISIBLE_DEVICES' business; the
-// name stays the CPU's).
-func deviceInfo(provider string) plugins.Device {
-	d := plugins.Device{Backend: provider, Name: runtime.GOARCH}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				d.Name = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return d
-}

@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -114,4 +115,20 @@ func AsJobError(err error) *JobError {
 		return je
 	}
 	return &JobError{Kind: ErrEngine, Message: err.Error(), Err: err}
+}
+
+// Cancelled types the error that ended a cancelled job, for an engine to
+// return: a context's deadline is "job deadline exceeded" of kind
+// ErrCancelled; a job error (the host stopped the job and said why) is
+// returned as it is; anything else is "job cancelled", of kind
+// ErrCancelled.
+func Cancelled(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Errorf(ErrCancelled, "job deadline exceeded: %w", err)
+	}
+	var je *JobError
+	if errors.As(err, &je) {
+		return je
+	}
+	return Errorf(ErrCancelled, "job cancelled: %w", err)
 }

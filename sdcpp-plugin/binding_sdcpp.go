@@ -196,7 +196,7 @@ func (c *sdContext) generate(ctx context.Context, j *job, imgs *jobImages, obs *
 	obs.end()
 	if img == nil {
 		if err := ctx.Err(); err != nil {
-			return nil, errCancelled(err)
+			return nil, plugins.Cancelled(err)
 		}
 		if err := obs.stopped(); err != nil {
 			return nil, err
@@ -206,7 +206,7 @@ func (c *sdContext) generate(ctx context.Context, j *job, imgs *jobImages, obs *
 	defer C.stoker_free_image(img)
 	if err := ctx.Err(); err != nil {
 		// Cancelled after the last check inside the engine.
-		return nil, errCancelled(err)
+		return nil, plugins.Cancelled(err)
 	}
 	if img.channel != 3 || img.data == nil {
 		return nil, fmt.Errorf("engine returned an image with %d channels", img.channel)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +147,7 @@ func (e *engine) Describe(ctx context.Context) (*plugins.Description, error) {
 		Engines:         []string{engineID},
 		Kinds:           []plugins.TaskKind{plugins.KindImage},
 		Models:          map[plugins.TaskKind][]string{plugins.KindImage: {engineID + ":*"}},
-		Device:          deviceInfo(),
+		Device:          plugins.HostDevice("cpu"),
 		Ready:           ready,
 		NotReadyReason:  reason,
 	}, nil
@@ -180,7 +179,7 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	e.call.Lock()
 	defer e.call.Unlock()
 	if err := ctx.Err(); err != nil {
-		return errCancelled(err)
+		return plugins.Cancelled(err)
 	}
 	var tm timings
 	start := time.Now()
@@ -201,7 +200,7 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	defer h.Release()
 	tm.Load = time.Since(start)
 	if err := ctx.Err(); err != nil {
-		return errCancelled(err)
+		return plugins.Cancelled(err)
 	}
 
 	obs := newObserver(e.log, ev)
@@ -231,7 +230,7 @@ func (e *engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 		"decode", tm.Decode, "encode", tm.Encode)
 	_ = ev.Log("info", fmt.Sprintf("%s %dx%d, %d steps, seed %d: %s", j.Mode, img.Width, img.Height, j.Steps, j.Seed, tm))
 	if err := ev.Output(j.Ext, out); err != nil {
-		return errCancelled(err)
+		return plugins.Cancelled(err)
 	}
 	return nil
 }
@@ -327,45 +326,4 @@ func randomSeed() int64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return int64(binary.LittleEndian.Uint64(b[:]) >> 1)
-}
-
-// errCancelled types a cancellation.
-func errCancelled(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return plugins.Errorf(plugins.ErrCancelled, "job deadline exceeded: %w", err)
-	}
-	var je *plugins.JobError
-	if errors.As(err, &je) {
-		return je
-	}
-	return plugins.Errorf(plugins.ErrCancelled, "job cancelled: %w", err)
-}
-
-// deviceInfo describes the CPU the engine runs on. stable-diffusion.cpp
-// offers no device query; a GPU build still reports its CPU here.
-func deviceInfo() plugins.Device {
-	d := plugins.Device{Backend: "cpu", Name: runtime.GOARCH}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				d.Name = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseUint(f[1], 10, 64)
-				switch f[0] {
-				case "MemTotal:":
-					d.MemoryTotal = kb << 10
-				case "MemAvailable:":
-					d.MemoryFree = kb << 10
-				}
-			}
-		}
-	}
-	return d
 }
