@@ -28,6 +28,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"github.com/stokerhq/stoker/llamacpp-plugin/gguf"
 	"hash/fnv"
 	"io"
 	"math"
@@ -295,7 +296,7 @@ func (f *fileWriter) f32(v float32) {
 }
 
 func (f *fileWriter) f16(v float32) {
-	binary.LittleEndian.PutUint16(f.buf[:2], float16(v))
+	binary.LittleEndian.PutUint16(f.buf[:2], gguf.F16(v))
 	f.bytes(f.buf[:2])
 }
 
@@ -372,41 +373,3 @@ func (s *splitmix) next() uint64 {
 
 // float64 returns a value in [0, 1).
 func (s *splitmix) float64() float64 { return float64(s.next()>>11) / (1 << 53) }
-
-// float16 converts f to IEEE 754 half precision, rounding to nearest even.
-func float16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23&0xff) - 127 + 15
-	man := b & 0x7fffff
-	switch {
-	case b&0x7fffffff == 0:
-		return sign
-	case b>>23&0xff == 0xff: // Inf or NaN
-		if man != 0 {
-			return sign | 0x7e00
-		}
-		return sign | 0x7c00
-	case exp >= 0x1f: // overflow
-		return sign | 0x7c00
-	case exp <= 0: // subnormal or zero in half precision
-		if exp < -10 {
-			return sign
-		}
-		man |= 0x800000
-		shift := uint32(14 - exp)
-		half := man >> shift
-		rem := man & (1<<shift - 1)
-		mid := uint32(1) << (shift - 1)
-		if rem > mid || (rem == mid && half&1 == 1) {
-			half++
-		}
-		return sign | uint16(half)
-	}
-	half := uint32(exp)<<10 | man>>13
-	rem := man & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && half&1 == 1) {
-		half++ // may carry into the exponent, which is still correct
-	}
-	return sign | uint16(half)
-}

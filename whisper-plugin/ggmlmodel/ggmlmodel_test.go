@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"github.com/stokerhq/stoker/llamacpp-plugin/gguf"
 	"io"
 	"math"
 	"testing"
@@ -269,11 +270,11 @@ func TestFloat16(t *testing.T) {
 		{0.1, 0x2e66},
 	}
 	for _, tt := range tests {
-		if got := float16(tt.in); got != tt.want {
+		if got := gguf.F16(tt.in); got != tt.want {
 			t.Errorf("float16(%v): got %#04x, want %#04x", tt.in, got, tt.want)
 		}
 	}
-	if got := float16(float32(math.NaN())); got&0x7c00 != 0x7c00 || got&0x3ff == 0 {
+	if got := gguf.F16(float32(math.NaN())); got&0x7c00 != 0x7c00 || got&0x3ff == 0 {
 		t.Errorf("float16(NaN): got %#04x, want a NaN", got)
 	}
 }
