@@ -26,6 +26,7 @@ import (
 
 	"github.com/stokerhq/stoker/supervisor/internal/devmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/supervisor/internal/engines"
 )
 
 // enginePlugins builds each engine plugin, by its directory in the module,
@@ -156,4 +157,24 @@ func (s *engineStack) timedJob(tb testing.TB, model string, task []byte) (devstu
 		tb.Fatalf("job %s (%s) %s after %d attempts: %s", id, model, v.Status, v.Attempts, v.Error)
 	}
 	return v, wall
+}
+
+// waitPlugin waits until the status of the plugin named name (its
+// executable's name) satisfies cond, and returns it.
+func (s *engineStack) waitPlugin(tb testing.TB, name string, cond func(engines.PluginStatus) bool) engines.PluginStatus {
+	tb.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		for _, st := range s.agent.Engines().Status() {
+			if st.Name == name && cond(st) {
+				return st
+			}
+		}
+		select {
+		case <-s.agent.Engines().Changed():
+		case <-deadline.C:
+			tb.Fatalf("%s: condition never met: %+v", name, s.agent.Engines().Status())
+		}
+	}
 }

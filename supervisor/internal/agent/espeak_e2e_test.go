@@ -70,25 +70,6 @@ func wavPCM(tb testing.TB, b []byte) (fmtChunk, data []byte) {
 	return fmtChunk, data
 }
 
-// espeakStatus waits until the espeak-tts plugin's status satisfies cond.
-func espeakStatus(tb testing.TB, s *engineStack, cond func(engines.PluginStatus) bool) engines.PluginStatus {
-	tb.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for {
-		for _, st := range s.agent.Engines().Status() {
-			if st.Name == "espeak-tts-plugin" && cond(st) {
-				return st
-			}
-		}
-		select {
-		case <-s.agent.Engines().Changed():
-		case <-deadline.C:
-			tb.Fatalf("espeak-tts-plugin: condition never met: %+v", s.agent.Engines().Status())
-		}
-	}
-}
-
 func startEspeakStack(tb testing.TB, maxAttempts int) *engineStack {
 	tb.Helper()
 	if _, err := exec.LookPath("espeak-ng"); err != nil {
@@ -202,7 +183,7 @@ func (w speakingWriter) Write(p []byte) (int, error) {
 // next job.
 func TestEspeakPluginKilledMidJob(t *testing.T) {
 	s := startEspeakStack(t, 1)
-	first := espeakStatus(t, s, func(st engines.PluginStatus) bool { return st.State == engines.StateReady && st.Pid > 0 })
+	first := s.waitPlugin(t, "espeak-tts-plugin", func(st engines.PluginStatus) bool { return st.State == engines.StateReady && st.Pid > 0 })
 	speaking := make(chan int, 1)
 	sink := hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: hclog.Info, Output: speakingWriter(speaking)})
 	s.log.RegisterSink(sink)
@@ -245,7 +226,7 @@ func TestEspeakPluginKilledMidJob(t *testing.T) {
 	} else if err != unix.ESRCH {
 		t.Fatal(err)
 	}
-	again := espeakStatus(t, s, func(st engines.PluginStatus) bool {
+	again := s.waitPlugin(t, "espeak-tts-plugin", func(st engines.PluginStatus) bool {
 		return st.State == engines.StateReady && st.Pid > 0 && st.Pid != first.Pid
 	})
 	t.Logf("relaunched as pid %d %v after the kill (restarts %d)", again.Pid, time.Since(killed).Round(time.Millisecond), again.Restarts)

@@ -172,25 +172,6 @@ func (c loadedSink) Accept(_ string, _ hclog.Level, msg string, _ ...any) {
 	}
 }
 
-// onnxStatus waits until the onnx plugin's status satisfies cond.
-func onnxStatus(tb testing.TB, s *engineStack, cond func(engines.PluginStatus) bool) engines.PluginStatus {
-	tb.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for {
-		for _, st := range s.agent.Engines().Status() {
-			if st.Name == "onnx-plugin" && cond(st) {
-				return st
-			}
-		}
-		select {
-		case <-s.agent.Engines().Changed():
-		case <-deadline.C:
-			tb.Fatalf("onnx-plugin: condition never met: %+v", s.agent.Engines().Status())
-		}
-	}
-}
-
 // TestTinyLaMaPluginKilledMidJob: SIGKILL to the plugin while it works on
 // a 3072×3072 image (after it loaded the model: the job is in the plugin)
 // fails the job retryably (the studio, allowed one attempt, keeps the
@@ -198,7 +179,7 @@ func onnxStatus(tb testing.TB, s *engineStack, cond func(engines.PluginStatus) b
 func TestTinyLaMaPluginKilledMidJob(t *testing.T) {
 	t.Cleanup(func() { expectNoChildren(t) })
 	s := startEngineStack(t, engineOptions{plugins: []string{"onnx-plugin"}, maxAttempts: 1})
-	first := onnxStatus(t, s, func(st engines.PluginStatus) bool { return st.State == engines.StateReady && st.Pid > 0 })
+	first := s.waitPlugin(t, "onnx-plugin", func(st engines.PluginStatus) bool { return st.State == engines.StateReady && st.Pid > 0 })
 	loaded := make(loadedSink, 1)
 	s.log.RegisterSink(loaded)
 	t.Cleanup(func() { s.log.DeregisterSink(loaded) })
@@ -230,7 +211,7 @@ func TestTinyLaMaPluginKilledMidJob(t *testing.T) {
 		t.Fatalf("job after SIGKILL: %s retryable=%v %q, want a retryable fail", v.Status, v.Retryable, v.Error)
 	}
 	t.Logf("killed pid %d: %s", first.Pid, v.Error)
-	again := onnxStatus(t, s, func(st engines.PluginStatus) bool {
+	again := s.waitPlugin(t, "onnx-plugin", func(st engines.PluginStatus) bool {
 		return st.State == engines.StateReady && st.Pid > 0 && st.Pid != first.Pid
 	})
 	t.Logf("relaunched as pid %d %v after the kill", again.Pid, time.Since(killed).Round(time.Millisecond))
