@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stokerhq/stoker/plugins"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // The one definition of "conforms": Check runs the engine contract's checks
@@ -176,7 +178,7 @@ func Check(ctx context.Context, e plugins.Engine, opt Options) *Report {
 	}
 	dctx, cancel := context.WithTimeout(ctx, opt.CallBound)
 	d, err := e.Describe(dctx)
-	timedOut := dctx.Err() != nil && ctx.Err() == nil
+	timedOut := boundHit(ctx, dctx, err)
 	cancel()
 	if err != nil {
 		if timedOut {
@@ -324,7 +326,7 @@ func runBounded(ctx context.Context, e plugins.Engine, req *plugins.RunRequest, 
 	go func() { done <- e.Run(rctx, req, rec) }()
 	select {
 	case err := <-done:
-		if rctx.Err() != nil && ctx.Err() == nil {
+		if boundHit(ctx, rctx, err) {
 			return rec, errTooLong
 		}
 		return rec, err
@@ -590,4 +592,16 @@ func firstLines(b []byte, n int) string {
 		s = s[:200] + "…"
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// boundHit reports whether a call under bounded (a context with a deadline
+// made from parent) ended by that deadline rather than by parent: bounded
+// is done, or err says a deadline passed. The second matters over gRPC: the
+// plugin enforces the deadline it was sent and can answer
+// DeadlineExceeded a moment before bounded's own timer fires.
+func boundHit(parent, bounded context.Context, err error) bool {
+	if parent.Err() != nil {
+		return false
+	}
+	return bounded.Err() != nil || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
 }
