@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/supervisor/internal/config"
@@ -128,6 +129,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	defer host.Close()
 
+	tally := &localapi.Tally{}
 	store, err := models.Open(models.Config{
 		Root:         cfg.ModelsRoot,
 		MaxBytes:     cfg.ModelsMaxBytes,
@@ -135,6 +137,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		Logger:       log.Named("models"),
 		AllowFileDir: cfg.InputFileDir,
 		Allow:        cfg.FetchAllow,
+		OnProgress: func(p models.Progress) {
+			if p.Final {
+				tally.Downloaded(p.Fetched, p.Elapsed)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("models: %w", err)
@@ -149,12 +156,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	a := &Agent{cfg: cfg, log: log, host: host, runner: runner, queue: queue}
-	a.status = &status{a: a, started: time.Now(), tally: &localapi.Tally{}}
+	a.status = &status{a: a, started: time.Now(), tally: tally}
 	if cfg.Listen != "" {
 		// Up before registration, so an operator sees "waiting for approval".
 		api, err := localapi.New(localapi.Config{
 			Addr: cfg.Listen, Source: a.status, Controls: a.status, Logger: log,
 			TokenFile: filepath.Join(cfg.StateDir, localapi.TokenFile), AllowedHosts: cfg.AllowedHosts,
+			Collectors: []prometheus.Collector{tally},
 		})
 		if err != nil {
 			return err

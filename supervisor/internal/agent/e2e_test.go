@@ -305,8 +305,15 @@ func TestLocalAPIReportsTheNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(metrics), `stoker_jobs_total{outcome="completed"} 1`) {
-		t.Errorf("metrics lack the completed job:\n%s", metrics)
+	for _, want := range []string{
+		`stoker_jobs_total{outcome="completed"} 1`,
+		`stoker_job_duration_seconds_count{engine="synthetic",kind="llm",outcome="completed"} 1`,
+		`stoker_plugin_resident_memory_bytes{plugin="synthetic-plugin"} `,
+		`process_resident_memory_bytes `,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s:\n%s", want, metrics)
+		}
 	}
 
 	// Pausing takes the bearer token the agent wrote to its state dir.

@@ -111,25 +111,42 @@ func (c countingRunner) Admit(claim *protocol.JobOfferClaim) error {
 	return err
 }
 
+// RunJob runs the job and records its duration by kind, engine and
+// outcome (a job whose outcome was never delivered is not recorded).
 func (c countingRunner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep studio.Reporter) {
-	c.inner.RunJob(ctx, claim, countingReporter{Reporter: rep, tally: c.tally})
+	start := time.Now()
+	cr := &countingReporter{Reporter: rep, tally: c.tally}
+	c.inner.RunJob(ctx, claim, cr)
+	if cr.outcome != "" {
+		kind, engine := "", ""
+		if claim.Task != nil {
+			kind = string(claim.Task.Kind)
+		}
+		if claim.ModelSource != nil {
+			engine = claim.ModelSource.Engine
+		}
+		c.tally.JobDone(kind, engine, cr.outcome, time.Since(start))
+	}
 }
 
-// countingReporter counts the outcomes it delivers.
+// countingReporter counts the outcomes it delivers, and keeps the last
+// one for RunJob.
 type countingReporter struct {
 	studio.Reporter
-	tally *localapi.Tally
+	tally   *localapi.Tally
+	outcome string
 }
 
-func (r countingReporter) CompleteJSON(ctx context.Context, result json.RawMessage, prompt string) error {
+func (r *countingReporter) CompleteJSON(ctx context.Context, result json.RawMessage, prompt string) error {
 	err := r.Reporter.CompleteJSON(ctx, result, prompt)
 	if err == nil {
 		r.tally.Completed()
+		r.outcome = localapi.OutcomeCompleted
 	}
 	return err
 }
 
-func (r countingReporter) Upload(ctx context.Context, ext, prompt string, open func() (io.ReadCloser, error)) error {
+func (r *countingReporter) Upload(ctx context.Context, ext, prompt string, open func() (io.ReadCloser, error)) error {
 	err := r.Reporter.Upload(ctx, ext, prompt, func() (io.ReadCloser, error) {
 		rc, err := open()
 		if err != nil {
@@ -139,14 +156,19 @@ func (r countingReporter) Upload(ctx context.Context, ext, prompt string, open f
 	})
 	if err == nil {
 		r.tally.Completed()
+		r.outcome = localapi.OutcomeCompleted
 	}
 	return err
 }
 
-func (r countingReporter) Fail(ctx context.Context, message string, retryable bool) error {
+func (r *countingReporter) Fail(ctx context.Context, message string, retryable bool) error {
 	err := r.Reporter.Fail(ctx, message, retryable)
 	if err == nil {
 		r.tally.Failed(retryable)
+		r.outcome = localapi.OutcomeFailedFinal
+		if retryable {
+			r.outcome = localapi.OutcomeFailedRetryable
+		}
 	}
 	return err
 }

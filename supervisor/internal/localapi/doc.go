@@ -12,7 +12,9 @@
 //
 //	GET  /            the status page (HTML, refreshes itself every 5s)
 //	GET  /v1/status   the Snapshot as JSON, plus uptimeSeconds and now
-//	GET  /metrics     Prometheus text exposition format 0.0.4
+//	GET  /metrics     Prometheus metrics (prometheus/client_golang): the
+//	                  Snapshot's, the process's, the Go runtime's and
+//	                  Config.Collectors' (the agent's Tally histograms)
 //	POST /v1/pause    Controls.SetPaused(true);  answers {"paused":true}
 //	POST /v1/resume   Controls.SetPaused(false); answers {"paused":false}
 //

@@ -1,107 +1,179 @@
 package localapi
 
 import (
-	"bytes"
-	"math"
-	"strconv"
+	"net/http"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/procfs"
 )
 
-// metricsContentType is the Prometheus text exposition format 0.0.4.
-const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
+// The metrics are served by prometheus/client_golang: its registry renders
+// the exposition (text 0.0.4, or OpenMetrics and protobuf when the scraper
+// asks for them), its histograms bucket job durations and downloads, and
+// its collectors read the agent process's CPU, memory and descriptors and
+// the Go runtime. The node's own state is read from a Snapshot at each
+// scrape by snapshotCollector, under the names it has always had.
 
-// writeMetrics renders snap in the Prometheus text exposition format. now
-// is the scrape time, for the uptime gauge. Every family has its HELP and
-// TYPE lines, even when it has no sample.
-func writeMetrics(b *bytes.Buffer, snap *Snapshot, now time.Time) {
-	w := promWriter{b: b}
-
-	w.family("stoker_up", "gauge", "1 while the agent serves its local API.")
-	w.sample("stoker_up", nil, 1)
-	w.family("stoker_build_info", "gauge", "The agent's version, as a label; the value is always 1.")
-	w.sample("stoker_build_info", []label{{"version", snap.Version}}, 1)
-	w.family("stoker_start_time_seconds", "gauge", "When the agent started, in seconds since the Unix epoch.")
-	if !snap.Started.IsZero() {
-		w.sample("stoker_start_time_seconds", nil, unixSeconds(snap.Started))
+// newMetricsHandler returns the /metrics handler: the snapshot's metrics,
+// the Go runtime's and the process's, and extra (the agent's Tally).
+func newMetricsHandler(src Source, now func() time.Time, log hclog.Logger, extra []prometheus.Collector) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	cs := append([]prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		snapshotCollector{src: src, now: now, proc: readProcStat},
+	}, extra...)
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
 	}
-	w.family("stoker_uptime_seconds", "gauge", "Seconds since the agent started.")
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		// A collector that fails (one bad series) costs its own samples,
+		// not the scrape.
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	}), nil
+}
+
+// Descriptions of the snapshot's metrics, in exposition order.
+var (
+	descUp                = prometheus.NewDesc("stoker_up", "1 while the agent serves its local API.", nil, nil)
+	descBuildInfo         = prometheus.NewDesc("stoker_build_info", "The agent's version, as a label; the value is always 1.", []string{"version"}, nil)
+	descStartTime         = prometheus.NewDesc("stoker_start_time_seconds", "When the agent started, in seconds since the Unix epoch.", nil, nil)
+	descUptime            = prometheus.NewDesc("stoker_uptime_seconds", "Seconds since the agent started.", nil, nil)
+	descConnected         = prometheus.NewDesc("stoker_session_connected", "1 while the WebSocket session to the studio is open.", nil, nil)
+	descWelcomed          = prometheus.NewDesc("stoker_session_welcomed", "1 while the session has been welcomed by the studio.", nil, nil)
+	descSessionState      = prometheus.NewDesc("stoker_session_state", "The session loop's state, as a label; the value is always 1.", []string{"state"}, nil)
+	descReconnects        = prometheus.NewDesc("stoker_session_reconnect_attempts", "Consecutive failed connects to the studio (0 once welcomed).", nil, nil)
+	descSessions          = prometheus.NewDesc("stoker_sessions_total", "Sessions that reached the studio's welcome.", nil, nil)
+	descPaused            = prometheus.NewDesc("stoker_paused", "1 while the worker is paused and rejects offers.", nil, nil)
+	descJobs              = prometheus.NewDesc("stoker_jobs_total", "Job offers by outcome.", []string{"outcome"}, nil)
+	descUploadBytes       = prometheus.NewDesc("stoker_upload_bytes_total", "Result bytes sent to the studio's uploads.", nil, nil)
+	descJobRunning        = prometheus.NewDesc("stoker_current_job_running", "1 while a job is in flight.", nil, nil)
+	descJobProgress       = prometheus.NewDesc("stoker_current_job_progress_ratio", "The running job's progress, step/total (0 while idle or unknown).", nil, nil)
+	descAdvertisedKind    = prometheus.NewDesc("stoker_advertised_kind", "Task kinds offered to the studio now; the value is always 1.", []string{"kind"}, nil)
+	descPluginState       = prometheus.NewDesc("stoker_plugin_state", "1 for the plugin's current state, 0 for the others.", []string{"plugin", "state"}, nil)
+	descPluginRestarts    = prometheus.NewDesc("stoker_plugin_restarts_total", "Plugin relaunches after a death.", []string{"plugin"}, nil)
+	descPluginCrashes     = prometheus.NewDesc("stoker_plugin_crashes_total", "Plugin deaths, failed starts included.", []string{"plugin"}, nil)
+	descPluginDevTotal    = prometheus.NewDesc("stoker_plugin_device_memory_total_bytes", "Memory of the device a plugin runs on, as the plugin last described it.", []string{"plugin", "backend"}, nil)
+	descPluginDevFree     = prometheus.NewDesc("stoker_plugin_device_memory_free_bytes", "Free memory of the device a plugin runs on, as the plugin last described it.", []string{"plugin", "backend"}, nil)
+	descPluginRSS         = prometheus.NewDesc("stoker_plugin_resident_memory_bytes", "Resident memory of the plugin's running process, from /proc at the scrape.", []string{"plugin"}, nil)
+	descPluginCPU         = prometheus.NewDesc("stoker_plugin_cpu_seconds_total", "User and system CPU time of the plugin's running process, from /proc (it starts again from 0 when the plugin is relaunched).", []string{"plugin"}, nil)
+	snapshotDescriptions  = []*prometheus.Desc{descUp, descBuildInfo, descStartTime, descUptime, descConnected, descWelcomed, descSessionState, descReconnects, descSessions, descPaused, descJobs, descUploadBytes, descJobRunning, descJobProgress, descAdvertisedKind, descPluginState, descPluginRestarts, descPluginCrashes, descPluginDevTotal, descPluginDevFree, descPluginRSS, descPluginCPU}
+	jobOutcomeLabelValues = []string{OutcomeCompleted, OutcomeFailedRetryable, OutcomeFailedFinal, "rejected"}
+)
+
+// procStat is what the metrics read of a plugin's process: resident bytes
+// and CPU seconds; ok false when the process cannot be read (gone, or not
+// Linux).
+type procStat func(pid int) (rss, cpu float64, ok bool)
+
+func readProcStat(pid int) (rss, cpu float64, ok bool) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, 0, false
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, 0, false
+	}
+	return float64(st.ResidentMemory()), st.CPUTime(), true
+}
+
+// snapshotCollector turns one Snapshot per scrape into metrics.
+type snapshotCollector struct {
+	src  Source
+	now  func() time.Time
+	proc procStat
+}
+
+func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range snapshotDescriptions {
+		ch <- d
+	}
+}
+
+func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.src.Snapshot()
+	now := c.now()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, validLabels(labels)...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, validLabels(labels)...)
+	}
+
+	gauge(descUp, 1)
+	gauge(descBuildInfo, 1, snap.Version)
 	if !snap.Started.IsZero() {
-		w.sample("stoker_uptime_seconds", nil, uptime(snap, now).Seconds())
+		gauge(descStartTime, unixSeconds(snap.Started))
+		gauge(descUptime, uptime(&snap, now).Seconds())
 	}
 
 	s := &snap.Session
-	w.family("stoker_session_connected", "gauge", "1 while the WebSocket session to the studio is open.")
-	w.sample("stoker_session_connected", nil, boolValue(s.Connected))
-	w.family("stoker_session_welcomed", "gauge", "1 while the session has been welcomed by the studio.")
-	w.sample("stoker_session_welcomed", nil, boolValue(s.Welcomed))
-	w.family("stoker_session_state", "gauge", "The session loop's state, as a label; the value is always 1.")
-	w.sample("stoker_session_state", []label{{"state", s.State}}, 1)
-	w.family("stoker_session_reconnect_attempts", "gauge", "Consecutive failed connects to the studio (0 once welcomed).")
-	w.sample("stoker_session_reconnect_attempts", nil, float64(s.Attempt))
-	w.family("stoker_sessions_total", "counter", "Sessions that reached the studio's welcome.")
-	w.sample("stoker_sessions_total", nil, float64(s.Sessions))
-	w.family("stoker_paused", "gauge", "1 while the worker is paused and rejects offers.")
-	w.sample("stoker_paused", nil, boolValue(s.Paused))
+	gauge(descConnected, boolValue(s.Connected))
+	gauge(descWelcomed, boolValue(s.Welcomed))
+	gauge(descSessionState, 1, s.State)
+	gauge(descReconnects, float64(s.Attempt))
+	counter(descSessions, float64(s.Sessions))
+	gauge(descPaused, boolValue(s.Paused))
 
-	c := &snap.Counters
-	w.family("stoker_jobs_total", "counter", "Job offers by outcome.")
-	for _, o := range []struct {
-		name string
-		n    uint64
-	}{
-		{"completed", c.Jobs.Completed},
-		{"failed_retryable", c.Jobs.FailedRetryable},
-		{"failed_final", c.Jobs.FailedFinal},
-		{"rejected", c.Jobs.Rejected},
-	} {
-		w.sample("stoker_jobs_total", []label{{"outcome", o.name}}, float64(o.n))
+	jc := &snap.Counters.Jobs
+	for i, n := range []uint64{jc.Completed, jc.FailedRetryable, jc.FailedFinal, jc.Rejected} {
+		counter(descJobs, float64(n), jobOutcomeLabelValues[i])
 	}
-	w.family("stoker_upload_bytes_total", "counter", "Result bytes sent to the studio's uploads.")
-	w.sample("stoker_upload_bytes_total", nil, float64(c.UploadBytes))
+	counter(descUploadBytes, float64(snap.Counters.UploadBytes))
 
-	w.family("stoker_current_job_running", "gauge", "1 while a job is in flight.")
-	w.sample("stoker_current_job_running", nil, boolValue(snap.Job != nil))
-	w.family("stoker_current_job_progress_ratio", "gauge", "The running job's progress, step/total (0 while idle or unknown).")
-	w.sample("stoker_current_job_progress_ratio", nil, snap.Job.Ratio())
+	gauge(descJobRunning, boolValue(snap.Job != nil))
+	gauge(descJobProgress, snap.Job.Ratio())
 
-	w.family("stoker_advertised_kind", "gauge", "Task kinds offered to the studio now; the value is always 1.")
 	for _, k := range snap.Advertised.Kinds {
-		w.sample("stoker_advertised_kind", []label{{"kind", k}}, 1)
+		gauge(descAdvertisedKind, 1, k)
 	}
 
 	names := pluginLabels(snap.Plugins)
-	w.family("stoker_plugin_state", "gauge", "1 for the plugin's current state, 0 for the others.")
 	for i, p := range snap.Plugins {
 		known := false
 		for _, st := range pluginStates() {
 			known = known || st == p.State
-			w.sample("stoker_plugin_state", []label{{"plugin", names[i]}, {"state", st}}, boolValue(st == p.State))
+			gauge(descPluginState, boolValue(st == p.State), names[i], st)
 		}
 		if !known {
-			w.sample("stoker_plugin_state", []label{{"plugin", names[i]}, {"state", p.State}}, 1)
+			gauge(descPluginState, 1, names[i], p.State)
 		}
-	}
-	w.family("stoker_plugin_restarts_total", "counter", "Plugin relaunches after a death.")
-	for i, p := range snap.Plugins {
-		w.sample("stoker_plugin_restarts_total", []label{{"plugin", names[i]}}, float64(p.Restarts))
-	}
-	w.family("stoker_plugin_crashes_total", "counter", "Plugin deaths, failed starts included.")
-	for i, p := range snap.Plugins {
-		w.sample("stoker_plugin_crashes_total", []label{{"plugin", names[i]}}, float64(p.Crashes))
-	}
-	w.family("stoker_plugin_device_memory_total_bytes", "gauge", "Memory of the device a plugin runs on, as the plugin last described it.")
-	for i, p := range snap.Plugins {
+		counter(descPluginRestarts, float64(p.Restarts), names[i])
+		counter(descPluginCrashes, float64(p.Crashes), names[i])
 		if p.Device.Backend != "" {
-			w.sample("stoker_plugin_device_memory_total_bytes", []label{{"plugin", names[i]}, {"backend", p.Device.Backend}}, float64(p.Device.MemoryTotal))
+			gauge(descPluginDevTotal, float64(p.Device.MemoryTotal), names[i], p.Device.Backend)
+			gauge(descPluginDevFree, float64(p.Device.MemoryFree), names[i], p.Device.Backend)
+		}
+		if p.Pid > 0 {
+			if rss, cpu, ok := c.proc(p.Pid); ok {
+				gauge(descPluginRSS, rss, names[i])
+				counter(descPluginCPU, cpu, names[i])
+			}
 		}
 	}
-	w.family("stoker_plugin_device_memory_free_bytes", "gauge", "Free memory of the device a plugin runs on, as the plugin last described it.")
-	for i, p := range snap.Plugins {
-		if p.Device.Backend != "" {
-			w.sample("stoker_plugin_device_memory_free_bytes", []label{{"plugin", names[i]}, {"backend", p.Device.Backend}}, float64(p.Device.MemoryFree))
-		}
+}
+
+// validLabels makes label values valid UTF-8 (invalid bytes become
+// U+FFFD): the registry refuses a metric whose label value is not, and a
+// plugin's file name or a state is not ours to trust.
+func validLabels(vs []string) []string {
+	for i, v := range vs {
+		vs[i] = strings.ToValidUTF8(v, "\uFFFD")
 	}
+	return vs
 }
 
 // pluginLabels returns the plugin label value for each plugin: its name,
@@ -120,90 +192,6 @@ func pluginLabels(ps []Plugin) []string {
 		}
 	}
 	return out
-}
-
-type label struct{ name, value string }
-
-// promWriter writes the text format. Names are the package's own
-// constants; only label values come from outside, and they are escaped.
-type promWriter struct{ b *bytes.Buffer }
-
-func (w promWriter) family(name, typ, help string) {
-	w.b.WriteString("# HELP ")
-	w.b.WriteString(name)
-	w.b.WriteByte(' ')
-	w.b.WriteString(escapeHelp(help))
-	w.b.WriteString("\n# TYPE ")
-	w.b.WriteString(name)
-	w.b.WriteByte(' ')
-	w.b.WriteString(typ)
-	w.b.WriteByte('\n')
-}
-
-func (w promWriter) sample(name string, labels []label, v float64) {
-	w.b.WriteString(name)
-	if len(labels) > 0 {
-		w.b.WriteByte('{')
-		for i, l := range labels {
-			if i > 0 {
-				w.b.WriteByte(',')
-			}
-			w.b.WriteString(l.name)
-			w.b.WriteString(`="`)
-			w.b.WriteString(escapeLabelValue(l.value))
-			w.b.WriteByte('"')
-		}
-		w.b.WriteByte('}')
-	}
-	w.b.WriteByte(' ')
-	w.b.WriteString(formatValue(v))
-	w.b.WriteByte('\n')
-}
-
-// escapeLabelValue escapes a label value as the exposition format asks:
-// backslash, double quote and line feed. Invalid UTF-8 (the format is
-// UTF-8) becomes U+FFFD.
-func escapeLabelValue(s string) string { return escape(s, true) }
-
-// escapeHelp escapes HELP text: backslash and line feed.
-func escapeHelp(s string) string { return escape(s, false) }
-
-func escape(s string, quote bool) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if !strings.ContainsAny(s, "\\\n\"") {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s) + 8)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			b.WriteString(`\\`)
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '"' && quote:
-			b.WriteString(`\"`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-func formatValue(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	}
-	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
-		// Counts and byte sizes read best in full: 1048576, not 1.048576e+06.
-		return strconv.FormatFloat(v, 'f', -1, 64)
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 func boolValue(b bool) float64 {

@@ -1,15 +1,20 @@
 package localapi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // promSample is one parsed sample line; label values are unescaped.
@@ -79,13 +84,14 @@ func parseExposition(text string) ([]promSample, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		if _, ok := typ[s.name]; !ok {
+		fam := familyOf(s.name, typ)
+		if _, ok := typ[fam]; !ok {
 			return nil, fmt.Errorf("line %d: sample of %s has no TYPE/HELP", n, s.name)
 		}
-		if s.name != current {
+		if fam != current {
 			return nil, fmt.Errorf("line %d: sample of %s outside its family", n, s.name)
 		}
-		if typ[s.name] == "counter" && !strings.HasSuffix(s.name, "_total") {
+		if typ[fam] == "counter" && !strings.HasSuffix(s.name, "_total") {
 			return nil, fmt.Errorf("line %d: counter %s does not end in _total", n, s.name)
 		}
 		if series[key] {
@@ -95,6 +101,19 @@ func parseExposition(text string) ([]promSample, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// familyOf is the family a sample name belongs to: itself, or for a
+// histogram's or summary's _bucket, _sum and _count, the name without the
+// suffix.
+func familyOf(name string, typ map[string]string) string {
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if t := typ[base]; ok && (t == "histogram" || t == "summary") && (suffix != "_bucket" || t == "histogram") {
+			return base
+		}
+	}
+	return name
 }
 
 // parseSample reads `name{l="v",...} value`, returning the sample and a
@@ -242,8 +261,8 @@ func scrape(t *testing.T, ts *testServer) []promSample {
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics = %d %s", code, body)
 	}
-	if got := h.Get("Content-Type"); got != metricsContentType {
-		t.Errorf("Content-Type = %q, want %q", got, metricsContentType)
+	if got := h.Get("Content-Type"); !strings.HasPrefix(got, "text/plain; version=0.0.4; charset=utf-8") {
+		t.Errorf("Content-Type = %q, want the text format 0.0.4", got)
 	}
 	samples, err := parseExposition(body)
 	if err != nil {
@@ -313,8 +332,9 @@ func TestMetricsValues(t *testing.T) {
 	}
 }
 
-// TestMetricsIdleNode: the zero snapshot is a valid exposition with every
-// family present and no job, plugin or uptime samples.
+// TestMetricsIdleNode: the zero snapshot is a valid exposition with no job,
+// plugin or uptime samples (a family with no sample is left out, as
+// client_golang does), and the counters at 0.
 func TestMetricsIdleNode(t *testing.T) {
 	ts := startServer(t, nil, nil)
 	samples := scrape(t, ts)
@@ -329,10 +349,9 @@ func TestMetricsIdleNode(t *testing.T) {
 			t.Errorf("idle node has sample %s%v", s.name, s.labels)
 		}
 	}
-	_, _, body := ts.get(t, "/metrics")
-	for _, fam := range []string{"stoker_plugin_state", "stoker_plugin_restarts_total", "stoker_jobs_total", "stoker_uptime_seconds"} {
-		if !strings.Contains(body, "# TYPE "+fam+" ") {
-			t.Errorf("family %s missing from the idle exposition", fam)
+	for _, o := range []string{"completed", "failed_retryable", "failed_final", "rejected"} {
+		if got := find(t, samples, "stoker_jobs_total", map[string]string{"outcome": o}); got != 0 {
+			t.Errorf("jobs %s = %v, want 0", o, got)
 		}
 	}
 }
@@ -391,19 +410,74 @@ func TestMetricsDuplicatePluginNames(t *testing.T) {
 	}
 }
 
-func TestEscapeLabelValue(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"plain", "plain"},
-		{`a"b`, `a\"b`},
-		{`a\b`, `a\\b`},
-		{"a\nb", `a\nb`},
-		{`\n`, `\\n`},
-		{"\xff", "\uFFFD"},
-		{"", ""},
+// TestMetricsHistograms: the Tally's job durations (by kind, engine and
+// outcome) and model downloads are served when it is one of the
+// Collectors, as histograms with cumulative buckets.
+func TestMetricsHistograms(t *testing.T) {
+	tally := &Tally{}
+	ts := startServer(t, nil, func(c *Config) { c.Collectors = []prometheus.Collector{tally} })
+	tally.JobDone("llm", "llama-cpp", OutcomeCompleted, 3*time.Second)
+	tally.JobDone("llm", "llama-cpp", OutcomeCompleted, 40*time.Second)
+	tally.JobDone("image", "sd-cpp", OutcomeFailedRetryable, 200*time.Millisecond)
+	tally.Downloaded(3<<20, 2*time.Second)
+	tally.Downloaded(1<<20, 500*time.Millisecond)
+	samples := scrape(t, ts)
+
+	llm := map[string]string{"kind": "llm", "engine": "llama-cpp", "outcome": "completed"}
+	if got := find(t, samples, "stoker_job_duration_seconds_count", llm); got != 2 {
+		t.Errorf("llm count = %v, want 2", got)
 	}
-	for _, tt := range tests {
-		if got := escapeLabelValue(tt.in); got != tt.want {
-			t.Errorf("escapeLabelValue(%q) = %q, want %q", tt.in, got, tt.want)
+	if got := find(t, samples, "stoker_job_duration_seconds_sum", llm); got != 43 {
+		t.Errorf("llm sum = %v, want 43", got)
+	}
+	for le, want := range map[string]float64{"2.5": 0, "5": 1, "30": 1, "60": 2, "+Inf": 2} {
+		l := map[string]string{"le": le}
+		for k, v := range llm {
+			l[k] = v
+		}
+		if got := find(t, samples, "stoker_job_duration_seconds_bucket", l); got != want {
+			t.Errorf("llm bucket le=%s = %v, want %v", le, got, want)
+		}
+	}
+	img := map[string]string{"kind": "image", "engine": "sd-cpp", "outcome": "failed_retryable"}
+	if got := find(t, samples, "stoker_job_duration_seconds_count", img); got != 1 {
+		t.Errorf("image count = %v, want 1", got)
+	}
+	if got := find(t, samples, "stoker_model_download_bytes_total", nil); got != 4<<20 {
+		t.Errorf("download bytes = %v, want %v", got, 4<<20)
+	}
+	if got := find(t, samples, "stoker_model_download_duration_seconds_sum", nil); got != 2.5 {
+		t.Errorf("download seconds = %v, want 2.5", got)
+	}
+	if got := find(t, samples, "stoker_model_download_duration_seconds_count", nil); got != 2 {
+		t.Errorf("downloads = %v, want 2", got)
+	}
+}
+
+// TestMetricsProcess: the agent process's CPU, memory and descriptors and
+// the Go runtime are served, and a plugin's resident memory and CPU time
+// are read from /proc by its pid (here, this test's own process).
+func TestMetricsProcess(t *testing.T) {
+	snap := Snapshot{Plugins: []Plugin{
+		{Name: "self-plugin", Path: "/p/self-plugin", State: "ready", Pid: os.Getpid()},
+		{Name: "stopped-plugin", Path: "/p/stopped-plugin", State: "stopped"},
+	}}
+	ts := startServer(t, &fakeSource{snap: snap}, nil)
+	samples := scrape(t, ts)
+	for _, name := range []string{"process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds", "go_goroutines"} {
+		if got := find(t, samples, name, nil); got <= 0 {
+			t.Errorf("%s = %v, want > 0", name, got)
+		}
+	}
+	find(t, samples, "process_cpu_seconds_total", nil)
+	self := map[string]string{"plugin": "self-plugin"}
+	if got := find(t, samples, "stoker_plugin_resident_memory_bytes", self); got < 1<<20 {
+		t.Errorf("plugin rss = %v, want at least 1 MiB", got)
+	}
+	find(t, samples, "stoker_plugin_cpu_seconds_total", self)
+	for _, s := range samples {
+		if s.labels["plugin"] == "stopped-plugin" && (s.name == "stoker_plugin_resident_memory_bytes" || s.name == "stoker_plugin_cpu_seconds_total") {
+			t.Errorf("a plugin with no process has %s", s.name)
 		}
 	}
 }
@@ -415,11 +489,17 @@ func BenchmarkMetrics(b *testing.B) {
 		p.Name = fmt.Sprint("plugin-", i)
 		snap.Plugins = append(snap.Plugins, p)
 	}
-	var buf bytes.Buffer
-	b.ReportAllocs()
-	for b.Loop() {
-		buf.Reset()
-		writeMetrics(&buf, &snap, fixedNow)
+	h, err := newMetricsHandler(&fakeSource{snap: snap}, func() time.Time { return fixedNow }, hclog.NewNullLogger(), []prometheus.Collector{&Tally{}})
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.SetBytes(int64(buf.Len()))
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		n = w.Body.Len()
+	}
+	b.SetBytes(int64(n))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
 )
@@ -42,6 +43,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Now is the clock, for uptime. (time.Now)
 	Now func() time.Time
+	// Collectors are served on /metrics beside the snapshot's metrics and
+	// the process's (the agent gives its Tally, for the job duration and
+	// download histograms). (none)
+	Collectors []prometheus.Collector
 }
 
 // maxPostBody bounds what a pause or resume request may carry.
@@ -60,6 +65,7 @@ type Server struct {
 	httpSrv *http.Server
 	cop     *http.CrossOriginProtection
 	page    *page
+	metrics http.Handler
 	token   string // the bearer token, from Config.TokenFile
 	// pageKey is what the status page, served to a peer on this machine,
 	// carries for its pause and resume buttons: random per process, so it
@@ -111,6 +117,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.Named("localapi"), cop: http.NewCrossOriginProtection(), page: pg,
 		token: token, pageKey: randomHex(32)}
+	if s.metrics, err = newMetricsHandler(cfg.Source, cfg.Now, s.log, cfg.Collectors); err != nil {
+		return nil, fmt.Errorf("localapi: metrics: %w", err)
+	}
 	s.httpSrv = &http.Server{
 		Handler:           s.access(s.routes()),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -127,7 +136,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.handlePage)
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
-	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("POST /v1/pause", s.guard(func() { s.cfg.Controls.SetPaused(true) }))
 	mux.HandleFunc("POST /v1/resume", s.guard(func() { s.cfg.Controls.SetPaused(false) }))
 	return mux
@@ -207,15 +216,6 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	snap := s.cfg.Source.Snapshot()
 	now := s.cfg.Now()
 	writeJSON(w, http.StatusOK, statusBody{Snapshot: snap, UptimeSeconds: uptime(&snap, now).Seconds(), Now: now})
-}
-
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	snap := s.cfg.Source.Snapshot()
-	var b bytes.Buffer
-	writeMetrics(&b, &snap, s.cfg.Now())
-	w.Header().Set("Content-Type", metricsContentType)
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(b.Bytes())
 }
 
 func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {

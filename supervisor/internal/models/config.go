@@ -95,11 +95,15 @@ type Config struct {
 type Progress struct {
 	Model string // sanitised model id; "" for a task input
 	File  string
-	Done  int64         // bytes on disk so far, resumed bytes included
-	Total int64         // -1 when unknown
-	Rate  float64       // bytes per second over this transfer
-	ETA   time.Duration // -1 when unknown
-	Final bool          // the download is complete
+	Done  int64 // bytes on disk so far, resumed bytes included
+	// Fetched is the bytes this transfer received (Done less what a
+	// resumed .part held), and Elapsed how long the transfer has run.
+	Fetched int64
+	Elapsed time.Duration
+	Total   int64         // -1 when unknown
+	Rate    float64       // bytes per second over this transfer
+	ETA     time.Duration // -1 when unknown
+	Final   bool          // the download is complete
 }
 
 const (

@@ -314,9 +314,19 @@ func TestFetchCancelKeepsPartForResume(t *testing.T) {
 		t.Fatalf(".part after cancel: got %v (err %v), want %d bytes", fi, err, half)
 	}
 
-	s2 := openStore(t, Config{Root: s.Root(), HTTPClient: cfg.HTTPClient, Allow: testLoopback}) // as after a restart
+	var final Progress
+	s2 := openStore(t, Config{Root: s.Root(), HTTPClient: cfg.HTTPClient, Allow: testLoopback, // as after a restart
+		OnProgress: func(p Progress) {
+			if p.Final {
+				final = p
+			}
+		}})
 	if _, err := s2.Fetch(context.Background(), "m", []File{f}); err != nil {
 		t.Fatalf("resumed Fetch: %v", err)
+	}
+	if final.Done != int64(len(data)) || final.Fetched != int64(len(data)-half) {
+		t.Errorf("resumed download's final progress: Done %d Fetched %d, want %d and %d (the resumed bytes are not fetched again)",
+			final.Done, final.Fetched, len(data), len(data)-half)
 	}
 	reqs := o.requests("/w.gguf")
 	if len(reqs) != 2 || reqs[1].Range != "bytes="+strconv.Itoa(half)+"-" {
@@ -581,6 +591,9 @@ func TestFetchProgress(t *testing.T) {
 	last := seen[len(seen)-1]
 	if !last.Final || last.Done != int64(len(data)) || last.Total != int64(len(data)) || last.File != "w" || last.Model != "m" {
 		t.Errorf("final progress: got %+v, want Final with Done = Total = %d", last, len(data))
+	}
+	if last.Fetched != int64(len(data)) || last.Elapsed <= 0 {
+		t.Errorf("final progress: Fetched %d in %v, want %d in some time", last.Fetched, last.Elapsed, len(data))
 	}
 	for i := 1; i < len(seen); i++ {
 		if seen[i].Done < seen[i-1].Done {

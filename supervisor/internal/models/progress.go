@@ -51,9 +51,10 @@ func (m *meter) finish(done int64) {
 }
 
 func (m *meter) progress(now time.Time, done int64) Progress {
-	p := Progress{Model: m.model, File: m.file, Done: done, Total: m.total, ETA: -1}
-	if el := now.Sub(m.start).Seconds(); el > 0 {
-		p.Rate = float64(done-m.base) / el
+	p := Progress{Model: m.model, File: m.file, Done: done, Total: m.total, ETA: -1,
+		Fetched: done - m.base, Elapsed: now.Sub(m.start)}
+	if el := p.Elapsed.Seconds(); el > 0 {
+		p.Rate = float64(p.Fetched) / el
 	}
 	if m.total >= 0 && p.Rate > 0 && done <= m.total {
 		p.ETA = time.Duration(float64(m.total-done) / p.Rate * float64(time.Second))
