@@ -4,9 +4,13 @@ package main
 
 /*
 #cgo pkg-config: llama
-#cgo LDFLAGS: -lggml -lggml-base
+#cgo LDFLAGS: -lggml -lggml-base -ldl
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <stdatomic.h>
 #include "llama.h"
 #include "ggml-backend.h"
@@ -17,11 +21,33 @@ static void stoker_log_cb(enum ggml_log_level level, const char *text, void *ud)
 	goLlamaLog((int)level, (char *)text);
 }
 
+// stoker_load_backends loads ggml's backends when they are modules
+// (GGML_BACKEND_DL: the GPU builds of scripts/engines/llama-gpu.sh, or a
+// farm's multi-backend build), which register nothing until loaded. They
+// sit beside libggml-base, wherever the plugin's rpath found it; ggml's own
+// ggml_backend_load_all looks only beside the program and in the working
+// directory, so that comes second. A build with the backends linked in has
+// them registered already and loads nothing.
+static void stoker_load_backends(void) {
+	if (ggml_backend_reg_count() > 0) return;
+	Dl_info info;
+	// ggml_version's string lives in libggml-base itself (the address of a
+	// function could be the program's own PLT entry).
+	if (dladdr((const void *)ggml_version(), &info) && info.dli_fname != NULL) {
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s", info.dli_fname);
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL) {
+			*slash = 0;
+			ggml_backend_load_all_from_path(dir);
+		}
+	}
+	if (ggml_backend_reg_count() == 0) ggml_backend_load_all();
+}
+
 static void stoker_log_init(void) {
 	llama_log_set(stoker_log_cb, NULL);
-	// Builds with GGML_BACKEND_DL (a farm's multi-backend build) load their
-	// backends here; for linked-in backends it finds nothing more to load.
-	ggml_backend_load_all();
+	stoker_load_backends();
 	llama_backend_init();
 }
 
@@ -37,8 +63,11 @@ static void stoker_abort_set(stoker_abort *a, int v) { atomic_store(&a->flag, v)
 static bool stoker_abort_cb(void *data) { return atomic_load(&((stoker_abort *)data)->flag) != 0; }
 static bool stoker_load_progress(float p, void *data) { return atomic_load(&((stoker_abort *)data)->flag) == 0; }
 
-static struct llama_model *stoker_load(const char *path, stoker_abort *a) {
+// stoker_load loads a model with n_gpu_layers of its layers on the GPU
+// (negative: all; none without a GPU device).
+static struct llama_model *stoker_load(const char *path, int n_gpu_layers, stoker_abort *a) {
 	struct llama_model_params mp = llama_model_default_params();
+	mp.n_gpu_layers = n_gpu_layers;
 	mp.progress_callback = stoker_load_progress;
 	mp.progress_callback_user_data = a;
 	return llama_model_load_from_file(path, mp);
@@ -141,6 +170,10 @@ type llamaModel struct {
 	vocab *C.struct_llama_vocab
 	abort *C.stoker_abort
 
+	// offloaded of layers are on the GPU, as llama.cpp reported while
+	// loading (0 of 0 when it said nothing: no GPU device).
+	offloaded, layers int
+
 	ctx        *C.struct_llama_context // nil until the first job
 	ctxSize    int
 	ctxThreads int
@@ -180,8 +213,10 @@ func backendInfo() (plugins.Device, bool, string) {
 	return dev, true, ""
 }
 
-// loadModel loads the GGUF at path. Cancelling ctx aborts the load.
-func loadModel(ctx context.Context, path string, log hclog.Logger) (*llamaModel, error) {
+// loadModel loads the GGUF at path with gpuLayers of its layers on the GPU
+// (negative: all of them; without a GPU device, none). Cancelling ctx
+// aborts the load.
+func loadModel(ctx context.Context, path string, gpuLayers int, log hclog.Logger) (*llamaModel, error) {
 	initBackend()
 	llamaLog.setLogger(log.Named("llama.cpp"))
 	abort := C.stoker_abort_new()
@@ -190,7 +225,7 @@ func loadModel(ctx context.Context, path string, log hclog.Logger) (*llamaModel,
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	mark := llamaLog.mark()
-	m := C.stoker_load(cpath, abort)
+	m := C.stoker_load(cpath, C.int(gpuLayers), abort)
 	if m == nil {
 		C.free(unsafe.Pointer(abort))
 		if err := ctx.Err(); err != nil {
@@ -207,6 +242,7 @@ func loadModel(ctx context.Context, path string, log hclog.Logger) (*llamaModel,
 		return nil, plugins.Errorf(kind, "llama.cpp cannot load model %s (architecture %q): %s", path, modelArchitecture(path), why)
 	}
 	lm := &llamaModel{path: path, model: m, abort: abort}
+	lm.offloaded, lm.layers = llamaLog.offloadSince(mark)
 	lm.vocab = C.llama_model_get_vocab(m)
 	lm.tmpl = C.llama_model_chat_template(m, nil)
 	return lm, nil
@@ -466,6 +502,21 @@ type logSink struct {
 	seq     uint64
 	recent  []logLine // last warnings/errors
 	lastLvl int
+	// offload is the last "offloaded N/M layers to GPU" llama.cpp logged,
+	// and offloadSeq its sequence number.
+	offload    [2]int
+	offloadSeq uint64
+}
+
+// offloadSince returns how many of how many layers llama.cpp said it put on
+// the GPU after mark (0, 0 when it said nothing).
+func (s *logSink) offloadSince(mark uint64) (n, of int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.offloadSeq <= mark {
+		return 0, 0
+	}
+	return s.offload[0], s.offload[1]
 }
 
 type logLine struct {
@@ -511,6 +562,12 @@ func (s *logSink) line(level int, text string) {
 		return
 	}
 	s.seq++
+	if _, rest, ok := strings.Cut(text, "offloaded "); ok {
+		var n, of int
+		if _, err := fmt.Sscanf(rest, "%d/%d layers to GPU", &n, &of); err == nil {
+			s.offload, s.offloadSeq = [2]int{n, of}, s.seq
+		}
+	}
 	if level >= int(C.GGML_LOG_LEVEL_WARN) {
 		s.recent = append(s.recent, logLine{s.seq, text})
 		if len(s.recent) > 16 {

@@ -13,13 +13,13 @@ import (
 const notBuilt = "llama.cpp not built in (build with -tags llamacpp)"
 
 // llamaModel is never created in a build without llama.cpp.
-type llamaModel struct{}
+type llamaModel struct{ offloaded, layers int }
 
 func backendInfo() (plugins.Device, bool, string) {
 	return plugins.Device{Backend: "cpu"}, false, notBuilt
 }
 
-func loadModel(ctx context.Context, path string, log hclog.Logger) (*llamaModel, error) {
+func loadModel(ctx context.Context, path string, gpuLayers int, log hclog.Logger) (*llamaModel, error) {
 	return nil, plugins.Errorf(plugins.ErrEngine, "%s", notBuilt)
 }
 

@@ -54,6 +54,9 @@ const (
 type engine struct {
 	log     hclog.Logger
 	threads int // CPU threads for decoding (default defaultThreads())
+	// gpuLayers is how many of a model's layers go to the GPU when the
+	// library has a GPU device (STOKER_LLAMA_GPU_LAYERS; default -1: all).
+	gpuLayers int
 	// progressEvery is the least time between two progress events while
 	// generating (default progressInterval; 0: every token).
 	progressEvery time.Duration
@@ -83,6 +86,7 @@ func newEngine(log hclog.Logger) *engine {
 	e := &engine{
 		log:           log,
 		threads:       defaultThreads(),
+		gpuLayers:     -1,
 		progressEvery: progressInterval,
 		now:           time.Now,
 	}
@@ -178,12 +182,16 @@ func (e *engine) acquire(ctx context.Context, model, path string, ev plugins.Eve
 		}
 		_ = ev.Log("info", fmt.Sprintf("loading model %s from %s", model, path))
 		start := e.now()
-		m, err := loadModel(ctx, path, e.log)
+		m, err := loadModel(ctx, path, e.gpuLayers, e.log)
 		if err != nil {
 			return nil, 0, err
 		}
 		bytes := m.sizeBytes(defaultContextSize)
-		e.log.Info("model loaded", "model", model, "path", path, "bytes", bytes, "elapsed", e.now().Sub(start))
+		e.log.Info("model loaded", "model", model, "path", path, "bytes", bytes, "elapsed", e.now().Sub(start),
+			"gpu_layers", fmt.Sprintf("%d/%d", m.offloaded, m.layers))
+		if m.layers > 0 {
+			_ = ev.Log("info", fmt.Sprintf("model %s: %d of %d layers on the GPU", model, m.offloaded, m.layers))
+		}
 		return &entry{m: m}, bytes, nil
 	})
 	if err == nil {

@@ -88,7 +88,7 @@ func llamaSimple(t testing.TB) string {
 // llama-simple prints them (special tokens rendered).
 func generateRaw(t testing.TB, e *engine, path, prompt string, n int) (promptText, genText string, tokens []int32) {
 	t.Helper()
-	m, err := loadModel(context.Background(), path, e.log)
+	m, err := loadModel(context.Background(), path, e.gpuLayers, e.log)
 	if err != nil {
 		t.Fatalf("loadModel: %v", err)
 	}
@@ -163,7 +163,7 @@ func TestParityWithLlamaSimple(t *testing.T) {
 	}
 	// Control tokens are not part of the content, and content is trimmed.
 	var plain bytes.Buffer
-	m, _ := loadModel(context.Background(), path, e.log)
+	m, _ := loadModel(context.Background(), path, e.gpuLayers, e.log)
 	for _, tok := range tokens {
 		plain.Write(m.piece(tok, false))
 	}
@@ -369,7 +369,7 @@ func TestStopString(t *testing.T) {
 	path := writeTiny(t, t.TempDir())
 	e := testEngine(t)
 	// Find the raw text the model writes, then stop on one of its pieces.
-	m, err := loadModel(context.Background(), path, e.log)
+	m, err := loadModel(context.Background(), path, e.gpuLayers, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +507,7 @@ func TestCancellation(t *testing.T) {
 func TestSystemPrompt(t *testing.T) {
 	path := writeTiny(t, t.TempDir())
 	e := testEngine(t)
-	m, err := loadModel(context.Background(), path, e.log)
+	m, err := loadModel(context.Background(), path, e.gpuLayers, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +554,7 @@ func TestLongPromptProgress(t *testing.T) {
 // package emits to llama.cpp's own grammar parser.
 func TestGrammarsParseInLlamaCpp(t *testing.T) {
 	path := writeTiny(t, t.TempDir())
-	m, err := loadModel(context.Background(), path, hclog.NewNullLogger())
+	m, err := loadModel(context.Background(), path, -1, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

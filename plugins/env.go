@@ -21,7 +21,7 @@ import "strings"
 //   - ggml's own settings: GGML_*;
 //   - the settings of this repository's engine plugins:
 //     STOKER_PLUGIN_LOG_LEVEL (set by the supervisor), STOKER_LLAMA_*
-//     (STOKER_LLAMA_THREADS), STOKER_SDCPP_* (THREADS, MEMORY_BUDGET_MB,
+//     (STOKER_LLAMA_THREADS, STOKER_LLAMA_GPU_LAYERS), STOKER_SDCPP_* (THREADS, MEMORY_BUDGET_MB,
 //     MAX_SIDE, MAX_PIXEL_STEPS), STOKER_WHISPER_* and STOKER_ONNX_*
 //     (LIBRARY, PROVIDER, THREADS, MEMORY_BUDGET_MB: docs/onnx.md), and
 //     STOKER_ENGINES_DIR (the engines cache, where the onnx plugin finds

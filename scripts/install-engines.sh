@@ -14,8 +14,18 @@
 #                                  (scripts/engines/sdcpp.sh, when present)
 #     (espeak-ng and the Python espeak-tts plugin's runtime and stub compiler
 #     come from Debian: scripts/engines/espeak.sh, which registers nothing)
+#     llama.cpp-<tag>-<gpu>/       with STOKER_GPU=vulkan|cuda: the same llama.cpp
+#                                  with a GPU backend, beside the CPU build
+#                                  (scripts/engines/llama-gpu.sh)
 #     current/<engine>             one line: the prefix in use, or "system" when
 #                                  pkg-config found a system/farm build instead
+#                                  (current/llama-<gpu> for the GPU builds)
+#
+# STOKER_GPU=cpu (the default), vulkan or cuda selects the llama plugin's
+# libraries: the CPU build is always installed (whisper.cpp and
+# stable-diffusion.cpp build on its ggml); vulkan or cuda adds the GPU build,
+# which `STOKER_GPU=<gpu> . scripts/engines/env.sh` then links the llama
+# plugin against (docs/engines.md, GPU builds).
 #
 # Engines run in order: llama first, because whisper builds against the ggml
 # the llama prefix holds (and stable-diffusion.cpp on its sources). Each engine script is run with STOKER_ENGINES_DIR,
@@ -43,6 +53,8 @@ if [ "$(cat "$STOKER_ENGINES_DIR/current/llama")" != system ]; then
 	STOKER_GGML_PREFIX=$LLAMA_PREFIX
 fi
 export STOKER_GGML_PREFIX STOKER_BUILD_JOBS
+
+bash "$here/engines/llama-gpu.sh"
 
 if [ -f "$here/engines/whisper.sh" ]; then
 	bash "$here/engines/whisper.sh"

@@ -14,6 +14,7 @@ cd "$root"
 . scripts/setup-env.sh
 
 bash scripts/install-engines.sh
+stoker_pkg_config_path=${PKG_CONFIG_PATH:-}
 # shellcheck source=engines/env.sh
 . scripts/engines/env.sh
 tags="llamacpp whispercpp sdcpp onnx"
@@ -35,6 +36,27 @@ go vet -tags "$tags" ./...
 
 echo "== go test"
 go test -tags "$tags" -timeout 30m ./...
+
+echo "== llama.cpp on Vulkan (Mesa's lavapipe)"
+# The llama plugin on the GPU build of its libraries (STOKER_GPU=vulkan:
+# scripts/engines/llama-gpu.sh, from the engines cache after its first run),
+# with Mesa's Vulkan driver for the CPU as the device. ggml skips CPU-type
+# Vulkan devices unless GGML_VK_VISIBLE_DEVICES names one. TestGPUBackend
+# wants backend vulkan, every layer offloaded and the CPU's greedy tokens;
+# TestParityWithLlamaSimple the CPU build's llama-simple's text.
+(
+	# shellcheck source=engines/common.sh
+	. scripts/engines/common.sh
+	engines_apt_install mesa-vulkan-drivers
+	STOKER_GPU=vulkan bash scripts/install-engines.sh
+	unset CGO_CFLAGS CGO_CXXFLAGS CGO_LDFLAGS
+	PKG_CONFIG_PATH=$stoker_pkg_config_path
+	export STOKER_GPU=vulkan
+	# shellcheck source=engines/env.sh
+	. scripts/engines/env.sh
+	GGML_VK_VISIBLE_DEVICES=0 STOKER_TEST_GPU=vulkan go test -tags llamacpp -count=1 -v \
+		-run '^(TestGPUBackend|TestParityWithLlamaSimple)$' ./llamacpp-plugin
+)
 
 echo "== fuzz (${STOKER_FUZZTIME:=10s} each)"
 # Every Fuzz target, each in its own package run.

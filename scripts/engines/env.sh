@@ -14,14 +14,50 @@
 # CGO_LDFLAGS, so the binaries find their libraries without LD_LIBRARY_PATH.
 # An engine registered as "system" adds only an rpath to the libdir
 # pkg-config reports. Sourcing it twice adds nothing twice.
+#
+# STOKER_GPU=vulkan or cuda (as given to install-engines.sh) puts the GPU
+# build current/llama-<gpu> in the CPU llama build's place. It adds its
+# PKG_CONFIG_PATH and include directory but no -L or rpath: its llama.pc
+# carries them, so only the llama plugin (the one that asks pkg-config for
+# llama) links it, and whisper.cpp keeps the CPU ggml it was built on.
 _stoker_env() {
 	local dir=${STOKER_ENGINES_DIR:-${HOME:-/root}/.cache/stoker/engines}
-	local f prefix name libdir
+	local f prefix name libdir gpu=${STOKER_GPU:-cpu} pconly
 	[ -d "$dir/current" ] || return 0
+	case "$gpu" in
+	cpu) ;;
+	vulkan | cuda)
+		if [ ! -f "$dir/current/llama-$gpu" ]; then
+			echo "env.sh: STOKER_GPU=$gpu but no llama-$gpu build is installed (run STOKER_GPU=$gpu scripts/install-engines.sh)" >&2
+			return 1
+		fi
+		;;
+	*)
+		echo "env.sh: STOKER_GPU=$gpu: want cpu, vulkan or cuda" >&2
+		return 1
+		;;
+	esac
 	for f in "$dir"/current/*; do
 		[ -f "$f" ] || continue
 		name=$(basename "$f")
+		pconly=
+		case "$name" in
+		llama-*) continue ;; # only in llama's place, below
+		llama)
+			if [ "$gpu" != cpu ]; then
+				f=$dir/current/llama-$gpu
+				pconly=1
+			fi
+			;;
+		esac
 		prefix=$(cat "$f")
+		if [ -n "$pconly" ]; then
+			case ":${PKG_CONFIG_PATH:-}:" in
+			*":$prefix/lib/pkgconfig:"*) ;;
+			*) PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" ;;
+			esac
+			continue
+		fi
 		if [ "$prefix" = system ]; then
 			libdir=$(pkg-config --variable=libdir "$name" 2>/dev/null) || continue
 		else
