@@ -42,6 +42,16 @@ type JobRunner interface {
 	RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep Reporter)
 }
 
+// Slot is the node's one job slot (I-10) when the session shares it with
+// another source of jobs (the agent's local API; package jobslot). The
+// session takes it with TryAcquire, which must not block, right after its
+// own busy check, and releases it exactly once per successful TryAcquire,
+// when its own slot is released.
+type Slot interface {
+	TryAcquire() bool
+	Release()
+}
+
 // Reporter delivers one job's terminal outcome over the session that
 // accepted it (and, for binary results, HTTP). Its WebSocket sends fail with
 // ErrSessionClosed once that session has ended; they never go out on a
@@ -88,6 +98,10 @@ type Config struct {
 	Capabilities func() protocol.WorkerCapabilities
 	// Jobs admits and runs offers. Required.
 	Jobs JobRunner
+	// Slot, when set, is the node's job slot shared with other sources of
+	// jobs: an offer while another source holds it is rejected busy. (nil:
+	// the session's own slot is the node's)
+	Slot Slot
 	// Logs is shipped in logBatch frames after welcome; nil ships nothing.
 	Logs *logship.Queue
 	// Logger receives the session's lines (named "ws"); default discards.
@@ -380,11 +394,32 @@ func (c *Client) releaseSlot() {
 	c.slotMu.Lock()
 	defer c.slotMu.Unlock()
 	c.finishing.Store(false)
-	c.busy.Store(false)
+	c.unreserve()
 	if c.slotFree != nil {
 		close(c.slotFree)
 	}
 	c.slotFree = make(chan struct{})
+}
+
+// reserve takes the session's slot and, when it is shared, the node's:
+// false when either is held.
+func (c *Client) reserve() bool {
+	if !c.busy.CompareAndSwap(false, true) {
+		return false
+	}
+	if c.cfg.Slot != nil && !c.cfg.Slot.TryAcquire() {
+		c.busy.Store(false)
+		return false
+	}
+	return true
+}
+
+// unreserve releases what reserve took.
+func (c *Client) unreserve() {
+	if c.cfg.Slot != nil {
+		c.cfg.Slot.Release()
+	}
+	c.busy.Store(false)
 }
 
 // slotFreed returns a channel closed at the next release of the slot.

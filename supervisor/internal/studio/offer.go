@@ -24,12 +24,12 @@ func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim
 		s.refuse(claim, "rejecting offer: worker is paused", nil, protocol.ReasonPaused, protocol.RejectPaused)
 		return
 	}
-	if !c.busy.CompareAndSwap(false, true) {
+	if !c.reserve() {
 		// The job in the slot may be reporting its outcome right now; the
 		// studio offers the next one as soon as it has it, so one offer
 		// (never more: a flood must not start a goroutine each) waits for
 		// the slot instead of being rejected busy.
-		if c.finishing.Load() && c.offerWaiting.CompareAndSwap(false, true) {
+		if c.busy.Load() && c.finishing.Load() && c.offerWaiting.CompareAndSwap(false, true) {
 			freed := c.slotFreed()
 			s.wg.Add(1)
 			go func() {
@@ -83,7 +83,7 @@ const finishingWait = 2 * time.Second
 // admit reserves the slot for an offer that waited for it, or rejects it
 // busy.
 func (s *session) admit(ctx context.Context, claim *protocol.JobOfferClaim) {
-	if !s.c.busy.CompareAndSwap(false, true) {
+	if !s.c.reserve() {
 		s.refuse(claim, "rejecting offer: worker is still busy", nil, protocol.ReasonBusy, protocol.RejectBusy)
 		return
 	}
@@ -95,12 +95,12 @@ func (s *session) admit(ctx context.Context, claim *protocol.JobOfferClaim) {
 func (s *session) start(ctx context.Context, claim *protocol.JobOfferClaim) {
 	c := s.c
 	if err := claim.Validate(); err != nil {
-		c.busy.Store(false)
+		c.unreserve()
 		s.refuse(claim, "rejecting invalid offer", err, fmt.Sprintf("invalid offer: %v", err), "")
 		return
 	}
 	if err := c.cfg.Jobs.Admit(claim); err != nil {
-		c.busy.Store(false)
+		c.unreserve()
 		s.refuse(claim, "rejecting offer the worker cannot serve", err, err.Error(), rejectCodeOf(err))
 		return
 	}
