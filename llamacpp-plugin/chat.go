@@ -83,6 +83,9 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 	pump := newProgressPump(gctx, ev, cancel, uint64(p.maxTokens))
 	var out []byte
 	stops := slices.DeleteFunc(slices.Clone(task.Stop), func(s string) bool { return s == "" })
+	// The answer's text goes out token by token when the host asks
+	// (a local API client streaming it); nothing is sent otherwise.
+	text := plugins.NewTextStream(req, ev, stops)
 	lastProgress, generated := start, 0
 	res, err := ent.m.generate(gctx, p, func(tok int32, piece []byte) error {
 		generated++
@@ -91,6 +94,9 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 		if i := findStop(out, prev, stops); i >= 0 {
 			out = out[:i]
 			return errStop
+		}
+		if err := text.Update(out); err != nil {
+			return err
 		}
 		if now := e.now(); now.Sub(lastProgress) >= e.progressEvery {
 			lastProgress = now
@@ -107,6 +113,9 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 			// The host stopped taking progress: it is gone.
 			return fmt.Errorf("report progress: %w", cause)
 		}
+		return err
+	}
+	if err := text.Finish(out); err != nil {
 		return err
 	}
 	_ = ev.Progress(uint64(res.tokens), uint64(p.maxTokens), "token")

@@ -27,6 +27,14 @@ type recorder struct {
 	fired    bool
 	// goneOn makes Progress fail for this unit, as when the host is gone.
 	goneOn string
+	texts  []string // streamed pieces of the answer
+}
+
+func (r *recorder) Text(piece string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.texts = append(r.texts, piece)
+	return nil
 }
 
 func (r *recorder) Progress(step, total uint64, unit string) error {

@@ -648,3 +648,36 @@ func TestHostGoneStopsGeneration(t *testing.T) {
 	}
 	runJob(t, e, llmRequest("tiny-llama", path, "next"))
 }
+
+// TestStreamText: asked for the text as it is generated, the engine sends
+// it in pieces, one per generated token at most, that join to the answer's
+// text before trimming, and the result is the one an unstreamed job gives.
+func TestStreamText(t *testing.T) {
+	path := writeTiny(t, t.TempDir())
+	e := testEngine(t)
+	plain := &recorder{}
+	if err := e.Run(context.Background(), llmRequest("tiny-llama", path, "Hello there"), plain); err != nil {
+		t.Fatal(err)
+	}
+	req := llmRequest("tiny-llama", path, "Hello there")
+	req.StreamText = true
+	rec := &recorder{}
+	if err := e.Run(context.Background(), req, rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(plain.texts) != 0 {
+		t.Errorf("unasked: %d pieces streamed", len(plain.texts))
+	}
+	c, want := completionOf(t, rec), completionOf(t, plain)
+	c.ElapsedMs, want.ElapsedMs = nil, nil
+	if fmt.Sprint(c) != fmt.Sprint(want) {
+		t.Errorf("streamed job's result %+v, want the unstreamed one's %+v", c, want)
+	}
+	joined := strings.Join(rec.texts, "")
+	if strings.TrimSpace(joined) != c.Choices[0].Message.Content {
+		t.Errorf("pieces join to %q, want %q (trimmed)", joined, c.Choices[0].Message.Content)
+	}
+	if len(rec.texts) == 0 || len(rec.texts) > c.Usage.CompletionTokens {
+		t.Errorf("%d pieces for %d tokens", len(rec.texts), c.Usage.CompletionTokens)
+	}
+}

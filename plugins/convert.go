@@ -69,10 +69,11 @@ func describeFromProto(p *enginev1.DescribeResponse) *Description {
 
 func runRequestToProto(r *RunRequest) *enginev1.RunRequest {
 	out := &enginev1.RunRequest{
-		JobId:  r.JobID,
-		Model:  r.Model,
-		Engine: r.Engine,
-		Task:   taskToProto(&r.Task),
+		JobId:      r.JobID,
+		Model:      r.Model,
+		Engine:     r.Engine,
+		StreamText: r.StreamText,
+		Task:       taskToProto(&r.Task),
 		Defaults: &enginev1.CliDefaults{
 			CfgScale:               r.Defaults.CfgScale,
 			Steps:                  r.Defaults.Steps,
@@ -144,9 +145,10 @@ var errNoTask = errors.New("run request carries no task")
 func runRequestFromProto(p *enginev1.RunRequest) (*RunRequest, error) {
 	d := p.GetDefaults()
 	r := &RunRequest{
-		JobID:  p.GetJobId(),
-		Model:  p.GetModel(),
-		Engine: p.GetEngine(),
+		JobID:      p.GetJobId(),
+		Model:      p.GetModel(),
+		Engine:     p.GetEngine(),
+		StreamText: p.GetStreamText(),
 		Defaults: Defaults{
 			CfgScale:           d.GetCfgScale(),
 			Steps:              d.GetSteps(),

@@ -1,6 +1,10 @@
 package plugins
 
-import "context"
+import (
+	"context"
+	"strings"
+	"unicode/utf8"
+)
 
 // ContractVersion is the version of the engine contract this SDK speaks. It is
 // the go-plugin protocol version of the handshake and is reported by Describe.
@@ -80,6 +84,55 @@ type Events interface {
 	Result(json []byte) error
 }
 
+// TextStreamer is implemented by the Events of a run whose host asked for
+// the text of an llm job's answer as it is generated
+// (RunRequest.StreamText). Engines call it through StreamText.
+type TextStreamer interface {
+	// Text sends the next piece of the answer. Pieces are never merged,
+	// dropped or reordered; joined, they are the text as generated (the
+	// result may trim it or split a reasoning block from it). Every piece
+	// comes before the result.
+	Text(piece string) error
+}
+
+// StreamText sends piece as the next text of an llm job's answer when the
+// host asked for it (RunRequest.StreamText) and ev can carry it, and does
+// nothing otherwise. A piece over MaxTextPieceBytes is sent in parts; the
+// text of one job together may be at most MaxResultBytes, and the error
+// past it (bad input) should end the job. An error means the receiver is
+// gone, as for every event.
+//
+// The wire carries text as UTF-8: each byte of piece that is not part of a
+// valid UTF-8 sequence becomes U+FFFD, as encoding/json does to a result's
+// strings, so the pieces join to what the result says.
+func StreamText(ev Events, piece string) error {
+	ts, ok := ev.(TextStreamer)
+	if !ok || piece == "" {
+		return nil
+	}
+	return ts.Text(validUTF8(piece))
+}
+
+// validUTF8 returns s with each byte outside a valid UTF-8 sequence
+// replaced by U+FFFD.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
 // ModelManager is implemented by engines that keep models resident in memory
 // between jobs. Engines that don't get empty listings and Unload answers
 // "not resident".
@@ -140,6 +193,11 @@ type RunRequest struct {
 	Files    []ModelFile
 	Defaults Defaults
 	Inputs   Inputs
+	// StreamText says the host wants the text of an llm job's answer as it
+	// is generated (see StreamText): a client of the node's local API is
+	// streaming it. An engine may ignore it; the answer then arrives in
+	// one piece with the result.
+	StreamText bool
 }
 
 // File returns the path of the first model file with role, or "".

@@ -105,6 +105,7 @@ func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error 
 		ext       string // output extension, fixed by the first chunk
 		gotOutput bool
 		gotResult bool
+		textBytes int // streamed text so far
 	)
 	breach := func(format string, args ...any) error {
 		return Errorf(ErrEngine, "plugin broke the engine contract: "+format, args...)
@@ -150,6 +151,20 @@ func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error 
 			}
 			ext, gotOutput = e.Output.GetExt(), true
 			err = ev.Output(ext, e.Output.GetData())
+		case *enginev1.RunResponse_Text:
+			piece := e.Text.GetText()
+			textBytes += len(piece)
+			switch {
+			case !req.StreamText:
+				return breach("streamed text the request did not ask for")
+			case gotResult || gotOutput:
+				return breach("streamed text after the result")
+			case len(piece) > MaxTextPieceBytes:
+				return breach("a streamed text piece of %d bytes, over the limit of %d", len(piece), MaxTextPieceBytes)
+			case textBytes > MaxResultBytes:
+				return Errorf(ErrBadInput, "the streamed text is over the limit of %d bytes on a result", MaxResultBytes)
+			}
+			err = StreamText(ev, piece)
 		case *enginev1.RunResponse_Result:
 			js := e.Result.GetJson()
 			switch {

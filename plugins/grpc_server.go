@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,7 +34,7 @@ func (s *grpcServer) Run(req *enginev1.RunRequest, stream enginev1.EngineService
 	if err != nil {
 		return stream.Send(errorEvent(Errorf(ErrBadInput, "%v", err)))
 	}
-	ev := &serverEvents{stream: stream}
+	ev := &serverEvents{stream: stream, streamText: r.StreamText}
 	runErr := s.impl.Run(ctx, r, ev)
 	ev.close()
 	if runErr != nil {
@@ -81,6 +82,10 @@ type serverEvents struct {
 	done   bool
 	// lastProgress is when a progress event was last sent (see Progress).
 	lastProgress time.Time
+	// streamText is RunRequest.StreamText: only then does Text send, and
+	// textBytes counts what it sent.
+	streamText bool
+	textBytes  int
 }
 
 // progressEvery is the least time between two progress events on the
@@ -146,6 +151,46 @@ func (e *serverEvents) Output(ext string, p []byte) error {
 		p = p[n:]
 	}
 	return nil
+}
+
+// Text sends a piece of an llm answer when the host asked for it (see
+// StreamText), in parts of at most MaxTextPieceBytes cut at rune
+// boundaries; never merged or dropped. Past MaxResultBytes in all it
+// sends nothing more and fails as bad input, as the host would.
+func (e *serverEvents) Text(piece string) error {
+	if !e.streamText {
+		return nil
+	}
+	e.mu.Lock()
+	e.textBytes += len(piece)
+	over := e.textBytes > MaxResultBytes
+	e.mu.Unlock()
+	if over {
+		return Errorf(ErrBadInput, "the streamed text is over the limit of %d bytes on a result", MaxResultBytes)
+	}
+	for len(piece) > 0 {
+		n := textCut(piece, MaxTextPieceBytes)
+		err := e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Text{Text: &enginev1.TextDelta{Text: piece[:n]}}})
+		if err != nil {
+			return err
+		}
+		piece = piece[n:]
+	}
+	return nil
+}
+
+// textCut is where to cut s so the first part is at most n bytes, at a
+// rune boundary when one is near.
+func textCut(s string, n int) int {
+	if len(s) <= n {
+		return len(s)
+	}
+	for i := n; i > n-4 && i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return i
+		}
+	}
+	return n
 }
 
 // Result sends the JSON result; one over MaxResultBytes is not sent, and

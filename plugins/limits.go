@@ -21,6 +21,12 @@ const (
 	// 0.5 MB.
 	MaxResultBytes = 4 << 20
 
+	// MaxTextPieceBytes bounds one piece of an llm answer streamed as it
+	// is generated (StreamText); a token is a few bytes, and the SDK
+	// splits a longer piece. The pieces of one job together are bounded
+	// by MaxResultBytes, as the answer they make up is.
+	MaxTextPieceBytes = 64 << 10
+
 	// MaxMessageBytes is the host's gRPC receive limit per message from a
 	// plugin. go-plugin raises gRPC's own 4 MiB default to 2 GiB, which a
 	// plugin could make the host allocate with one frame header; the

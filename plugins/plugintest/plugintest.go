@@ -87,6 +87,7 @@ type Recorder struct {
 	ext      string
 	output   bytes.Buffer
 	result   []byte
+	texts    []string
 }
 
 // Progress is one recorded progress event.
@@ -95,7 +96,26 @@ type Progress struct {
 	Unit        string
 }
 
-var _ plugins.Events = (*Recorder)(nil)
+var (
+	_ plugins.Events       = (*Recorder)(nil)
+	_ plugins.TextStreamer = (*Recorder)(nil)
+)
+
+// Text records a streamed piece of an llm answer (run the request with
+// StreamText set to have an engine send them).
+func (r *Recorder) Text(piece string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.texts = append(r.texts, piece)
+	return nil
+}
+
+// Texts returns the streamed pieces of an llm answer, in order.
+func (r *Recorder) Texts() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.texts...)
+}
 
 func (r *Recorder) Progress(step, total uint64, unit string) error {
 	r.mu.Lock()

@@ -101,7 +101,7 @@ func (e *Engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 	case t.Kind == plugins.KindSTT && t.STT != nil:
 		err = runSTT(j, t.STT, req.Inputs.Audio)
 	case t.Kind == plugins.KindLLM && t.LLM != nil:
-		err = runLLM(j, req.Model, t.LLM)
+		err = runLLM(j, req, t.LLM)
 	case modelFor(t.Kind) == "":
 		err = plugins.Errorf(plugins.ErrUnsupported, "synthetic: cannot serve task kind %q", t.Kind)
 	default:

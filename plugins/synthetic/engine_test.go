@@ -22,6 +22,7 @@ import (
 	"golang.org/x/image/webp"
 
 	"github.com/stokerhq/stoker/plugins"
+	"github.com/stokerhq/stoker/plugins/plugintest"
 	"github.com/stokerhq/stoker/plugins/synthetic/internal/wav"
 )
 
@@ -920,6 +921,38 @@ func TestConcurrentRuns(t *testing.T) {
 	for range cap(errs) {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestLLMStreamsText: asked for the text as it is generated, over real
+// gRPC, the engine sends one piece per word, and the pieces joined are the
+// result's content; not asked, it sends none.
+func TestLLMStreamsText(t *testing.T) {
+	e := plugintest.Connect(t, New(nil))
+	for _, stream := range []bool{true, false} {
+		r := llmReq("Name three rivers.", 512, "zzz-never")
+		r.StreamText = stream
+		var rec plugintest.Recorder
+		if err := e.Run(context.Background(), r, &rec); err != nil {
+			t.Fatal(err)
+		}
+		var o llmOut
+		if err := json.Unmarshal(rec.JSON(), &o); err != nil {
+			t.Fatal(err)
+		}
+		got := rec.Texts()
+		if !stream {
+			if len(got) != 0 {
+				t.Errorf("not asked: got %d pieces", len(got))
+			}
+			continue
+		}
+		if joined, want := strings.Join(got, ""), o.Choices[0].Message.Content; joined != want {
+			t.Errorf("pieces joined: got %q, want the content %q", joined, want)
+		}
+		if len(got) != o.Usage.CompletionTokens {
+			t.Errorf("got %d pieces for %d tokens", len(got), o.Usage.CompletionTokens)
 		}
 	}
 }

@@ -11,7 +11,11 @@ import (
 // runLLM "generates" an answer of 8 to 32 words chosen by the last
 // message (and the seed, if any), one word per token, and sends it as a
 // chat.completion. Temperature, TopP, JSONSchema and Reasoning are ignored.
-func runLLM(j *job, model string, t *plugins.LLMTask) error {
+//
+// When the request asks for the text as it is generated
+// (RunRequest.StreamText), each word goes out as it is chosen.
+func runLLM(j *job, req *plugins.RunRequest, t *plugins.LLMTask) error {
+	model := req.Model
 	if len(t.Messages) == 0 {
 		return badInput("llm task has no messages")
 	}
@@ -26,6 +30,7 @@ func runLLM(j *job, model string, t *plugins.LLMTask) error {
 	natural := 8 + ws.intN(25)
 	budget := min(natural, int(t.MaxTokens))
 
+	text := plugins.NewTextStream(req, j.ev, t.Stop)
 	var b strings.Builder
 	tokens := 0
 	stopped := false
@@ -47,9 +52,15 @@ func runLLM(j *job, model string, t *plugins.LLMTask) error {
 			stopped = true
 			break
 		}
+		if err := text.Update([]byte(b.String())); err != nil {
+			return err
+		}
 		if err := j.progress(uint64(tokens), uint64(budget), "token"); err != nil {
 			return err
 		}
+	}
+	if err := text.Finish([]byte(b.String())); err != nil {
+		return err
 	}
 	content := strings.TrimSpace(b.String())
 	finish := "stop"

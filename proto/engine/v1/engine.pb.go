@@ -315,9 +315,16 @@ type RunRequest struct {
 	Engine string `protobuf:"bytes,3,opt,name=engine,proto3" json:"engine,omitempty"`
 	Task   *Task  `protobuf:"bytes,4,opt,name=task,proto3" json:"task,omitempty"`
 	// Model files on local disk, by role.
-	Files         []*ModelFile `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
-	Defaults      *CliDefaults `protobuf:"bytes,6,opt,name=defaults,proto3" json:"defaults,omitempty"`
-	Inputs        *Inputs      `protobuf:"bytes,7,opt,name=inputs,proto3" json:"inputs,omitempty"`
+	Files    []*ModelFile `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty"`
+	Defaults *CliDefaults `protobuf:"bytes,6,opt,name=defaults,proto3" json:"defaults,omitempty"`
+	Inputs   *Inputs      `protobuf:"bytes,7,opt,name=inputs,proto3" json:"inputs,omitempty"`
+	// The supervisor wants the text of an llm job's answer as it is
+	// generated, as TextDelta events before the JSON result (a client of the
+	// node's local API is streaming it). A plugin that never sends TextDelta
+	// is still correct: the client then gets the answer in one piece from
+	// the result. A plugin must not send TextDelta unless this is set (an
+	// older supervisor does not know the event).
+	StreamText    bool `protobuf:"varint,8,opt,name=stream_text,json=streamText,proto3" json:"stream_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +406,13 @@ func (x *RunRequest) GetInputs() *Inputs {
 		return x.Inputs
 	}
 	return nil
+}
+
+func (x *RunRequest) GetStreamText() bool {
+	if x != nil {
+		return x.StreamText
+	}
+	return false
 }
 
 type ModelFile struct {
@@ -1332,6 +1346,7 @@ type RunResponse struct {
 	//	*RunResponse_Result
 	//	*RunResponse_Error
 	//	*RunResponse_Done
+	//	*RunResponse_Text
 	Event         isRunResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1428,6 +1443,15 @@ func (x *RunResponse) GetDone() *Done {
 	return nil
 }
 
+func (x *RunResponse) GetText() *TextDelta {
+	if x != nil {
+		if x, ok := x.Event.(*RunResponse_Text); ok {
+			return x.Text
+		}
+	}
+	return nil
+}
+
 type isRunResponse_Event interface {
 	isRunResponse_Event()
 }
@@ -1456,6 +1480,10 @@ type RunResponse_Done struct {
 	Done *Done `protobuf:"bytes,6,opt,name=done,proto3,oneof"`
 }
 
+type RunResponse_Text struct {
+	Text *TextDelta `protobuf:"bytes,7,opt,name=text,proto3,oneof"`
+}
+
 func (*RunResponse_Progress) isRunResponse_Event() {}
 
 func (*RunResponse_Log) isRunResponse_Event() {}
@@ -1467,6 +1495,59 @@ func (*RunResponse_Result) isRunResponse_Event() {}
 func (*RunResponse_Error) isRunResponse_Event() {}
 
 func (*RunResponse_Done) isRunResponse_Event() {}
+
+func (*RunResponse_Text) isRunResponse_Event() {}
+
+// TextDelta is the next piece of an llm job's answer, sent only when the
+// request asked for it (RunRequest.stream_text) and only before the
+// result. The pieces, joined, are the text as generated: the result may
+// trim it or split a reasoning block from it. None is lost or merged on
+// the way (unlike progress, which keeps only the latest value). A piece is
+// at most 64 KiB and all pieces of a job together at most the limit on a
+// JSON result.
+type TextDelta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Text          string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TextDelta) Reset() {
+	*x = TextDelta{}
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TextDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TextDelta) ProtoMessage() {}
+
+func (x *TextDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TextDelta.ProtoReflect.Descriptor instead.
+func (*TextDelta) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TextDelta) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
 
 type Progress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1480,7 +1561,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1573,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1586,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Progress) GetStep() uint64 {
@@ -1540,7 +1621,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1633,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1646,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LogLine) GetLevel() string {
@@ -1594,7 +1675,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1687,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1700,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OutputChunk) GetExt() string {
@@ -1646,7 +1727,7 @@ type JsonResult struct {
 
 func (x *JsonResult) Reset() {
 	*x = JsonResult{}
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1739,7 @@ func (x *JsonResult) String() string {
 func (*JsonResult) ProtoMessage() {}
 
 func (x *JsonResult) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1752,7 @@ func (x *JsonResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JsonResult.ProtoReflect.Descriptor instead.
 func (*JsonResult) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JsonResult) GetJson() []byte {
@@ -1693,7 +1774,7 @@ type JobError struct {
 
 func (x *JobError) Reset() {
 	*x = JobError{}
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1786,7 @@ func (x *JobError) String() string {
 func (*JobError) ProtoMessage() {}
 
 func (x *JobError) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1799,7 @@ func (x *JobError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobError.ProtoReflect.Descriptor instead.
 func (*JobError) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobError) GetKind() string {
@@ -1744,7 +1825,7 @@ type Done struct {
 
 func (x *Done) Reset() {
 	*x = Done{}
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1837,7 @@ func (x *Done) String() string {
 func (*Done) ProtoMessage() {}
 
 func (x *Done) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1850,7 @@ func (x *Done) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Done.ProtoReflect.Descriptor instead.
 func (*Done) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
 }
 
 type ListResidentRequest struct {
@@ -1780,7 +1861,7 @@ type ListResidentRequest struct {
 
 func (x *ListResidentRequest) Reset() {
 	*x = ListResidentRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1873,7 @@ func (x *ListResidentRequest) String() string {
 func (*ListResidentRequest) ProtoMessage() {}
 
 func (x *ListResidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1886,7 @@ func (x *ListResidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResidentRequest.ProtoReflect.Descriptor instead.
 func (*ListResidentRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
 }
 
 type ListResidentResponse struct {
@@ -1817,7 +1898,7 @@ type ListResidentResponse struct {
 
 func (x *ListResidentResponse) Reset() {
 	*x = ListResidentResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1910,7 @@ func (x *ListResidentResponse) String() string {
 func (*ListResidentResponse) ProtoMessage() {}
 
 func (x *ListResidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1923,7 @@ func (x *ListResidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResidentResponse.ProtoReflect.Descriptor instead.
 func (*ListResidentResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListResidentResponse) GetModels() []*ResidentModel {
@@ -1863,7 +1944,7 @@ type ResidentModel struct {
 
 func (x *ResidentModel) Reset() {
 	*x = ResidentModel{}
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1956,7 @@ func (x *ResidentModel) String() string {
 func (*ResidentModel) ProtoMessage() {}
 
 func (x *ResidentModel) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1969,7 @@ func (x *ResidentModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResidentModel.ProtoReflect.Descriptor instead.
 func (*ResidentModel) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResidentModel) GetModel() string {
@@ -1921,7 +2002,7 @@ type UnloadRequest struct {
 
 func (x *UnloadRequest) Reset() {
 	*x = UnloadRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2014,7 @@ func (x *UnloadRequest) String() string {
 func (*UnloadRequest) ProtoMessage() {}
 
 func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2027,7 @@ func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadRequest.ProtoReflect.Descriptor instead.
 func (*UnloadRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UnloadRequest) GetModel() string {
@@ -1964,7 +2045,7 @@ type UnloadResponse struct {
 
 func (x *UnloadResponse) Reset() {
 	*x = UnloadResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2057,7 @@ func (x *UnloadResponse) String() string {
 func (*UnloadResponse) ProtoMessage() {}
 
 func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2070,7 @@ func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadResponse.ProtoReflect.Descriptor instead.
 func (*UnloadResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
 }
 
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
@@ -2016,7 +2097,7 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12,\n" +
 	"\x12memory_total_bytes\x18\x03 \x01(\x04R\x10memoryTotalBytes\x12*\n" +
-	"\x11memory_free_bytes\x18\x04 \x01(\x04R\x0fmemoryFreeBytes\"\x9d\x02\n" +
+	"\x11memory_free_bytes\x18\x04 \x01(\x04R\x0fmemoryFreeBytes\"\xbe\x02\n" +
 	"\n" +
 	"RunRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
@@ -2025,7 +2106,9 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x04task\x18\x04 \x01(\v2\x16.stoker.engine.v1.TaskR\x04task\x121\n" +
 	"\x05files\x18\x05 \x03(\v2\x1b.stoker.engine.v1.ModelFileR\x05files\x129\n" +
 	"\bdefaults\x18\x06 \x01(\v2\x1d.stoker.engine.v1.CliDefaultsR\bdefaults\x120\n" +
-	"\x06inputs\x18\a \x01(\v2\x18.stoker.engine.v1.InputsR\x06inputs\"3\n" +
+	"\x06inputs\x18\a \x01(\v2\x18.stoker.engine.v1.InputsR\x06inputs\x12\x1f\n" +
+	"\vstream_text\x18\b \x01(\bR\n" +
+	"streamText\"3\n" +
 	"\tModelFile\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"n\n" +
@@ -2112,15 +2195,18 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x03fps\x18\x04 \x01(\rR\x03fps\x12\x14\n" +
 	"\x05width\x18\x05 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\x06 \x01(\rR\x06height\x12\x10\n" +
-	"\x03ext\x18\a \x01(\tR\x03ext\"\xd2\x02\n" +
+	"\x03ext\x18\a \x01(\tR\x03ext\"\x85\x03\n" +
 	"\vRunResponse\x128\n" +
 	"\bprogress\x18\x01 \x01(\v2\x1a.stoker.engine.v1.ProgressH\x00R\bprogress\x12-\n" +
 	"\x03log\x18\x02 \x01(\v2\x19.stoker.engine.v1.LogLineH\x00R\x03log\x127\n" +
 	"\x06output\x18\x03 \x01(\v2\x1d.stoker.engine.v1.OutputChunkH\x00R\x06output\x126\n" +
 	"\x06result\x18\x04 \x01(\v2\x1c.stoker.engine.v1.JsonResultH\x00R\x06result\x122\n" +
 	"\x05error\x18\x05 \x01(\v2\x1a.stoker.engine.v1.JobErrorH\x00R\x05error\x12,\n" +
-	"\x04done\x18\x06 \x01(\v2\x16.stoker.engine.v1.DoneH\x00R\x04doneB\a\n" +
-	"\x05event\"H\n" +
+	"\x04done\x18\x06 \x01(\v2\x16.stoker.engine.v1.DoneH\x00R\x04done\x121\n" +
+	"\x04text\x18\a \x01(\v2\x1b.stoker.engine.v1.TextDeltaH\x00R\x04textB\a\n" +
+	"\x05event\"\x1f\n" +
+	"\tTextDelta\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\"H\n" +
 	"\bProgress\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x04R\x04step\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x04R\x05total\x12\x12\n" +
@@ -2166,7 +2252,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*DescribeRequest)(nil),      // 0: stoker.engine.v1.DescribeRequest
 	(*DescribeResponse)(nil),     // 1: stoker.engine.v1.DescribeResponse
@@ -2184,17 +2270,18 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*AudioTtsTask)(nil),         // 13: stoker.engine.v1.AudioTtsTask
 	(*VideoTask)(nil),            // 14: stoker.engine.v1.VideoTask
 	(*RunResponse)(nil),          // 15: stoker.engine.v1.RunResponse
-	(*Progress)(nil),             // 16: stoker.engine.v1.Progress
-	(*LogLine)(nil),              // 17: stoker.engine.v1.LogLine
-	(*OutputChunk)(nil),          // 18: stoker.engine.v1.OutputChunk
-	(*JsonResult)(nil),           // 19: stoker.engine.v1.JsonResult
-	(*JobError)(nil),             // 20: stoker.engine.v1.JobError
-	(*Done)(nil),                 // 21: stoker.engine.v1.Done
-	(*ListResidentRequest)(nil),  // 22: stoker.engine.v1.ListResidentRequest
-	(*ListResidentResponse)(nil), // 23: stoker.engine.v1.ListResidentResponse
-	(*ResidentModel)(nil),        // 24: stoker.engine.v1.ResidentModel
-	(*UnloadRequest)(nil),        // 25: stoker.engine.v1.UnloadRequest
-	(*UnloadResponse)(nil),       // 26: stoker.engine.v1.UnloadResponse
+	(*TextDelta)(nil),            // 16: stoker.engine.v1.TextDelta
+	(*Progress)(nil),             // 17: stoker.engine.v1.Progress
+	(*LogLine)(nil),              // 18: stoker.engine.v1.LogLine
+	(*OutputChunk)(nil),          // 19: stoker.engine.v1.OutputChunk
+	(*JsonResult)(nil),           // 20: stoker.engine.v1.JsonResult
+	(*JobError)(nil),             // 21: stoker.engine.v1.JobError
+	(*Done)(nil),                 // 22: stoker.engine.v1.Done
+	(*ListResidentRequest)(nil),  // 23: stoker.engine.v1.ListResidentRequest
+	(*ListResidentResponse)(nil), // 24: stoker.engine.v1.ListResidentResponse
+	(*ResidentModel)(nil),        // 25: stoker.engine.v1.ResidentModel
+	(*UnloadRequest)(nil),        // 26: stoker.engine.v1.UnloadRequest
+	(*UnloadResponse)(nil),       // 27: stoker.engine.v1.UnloadResponse
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
 	2,  // 0: stoker.engine.v1.DescribeResponse.models:type_name -> stoker.engine.v1.KindModels
@@ -2209,26 +2296,27 @@ var file_engine_v1_engine_proto_depIdxs = []int32{
 	13, // 9: stoker.engine.v1.Task.audio_tts:type_name -> stoker.engine.v1.AudioTtsTask
 	14, // 10: stoker.engine.v1.Task.video:type_name -> stoker.engine.v1.VideoTask
 	11, // 11: stoker.engine.v1.LlmTask.messages:type_name -> stoker.engine.v1.ChatMessage
-	16, // 12: stoker.engine.v1.RunResponse.progress:type_name -> stoker.engine.v1.Progress
-	17, // 13: stoker.engine.v1.RunResponse.log:type_name -> stoker.engine.v1.LogLine
-	18, // 14: stoker.engine.v1.RunResponse.output:type_name -> stoker.engine.v1.OutputChunk
-	19, // 15: stoker.engine.v1.RunResponse.result:type_name -> stoker.engine.v1.JsonResult
-	20, // 16: stoker.engine.v1.RunResponse.error:type_name -> stoker.engine.v1.JobError
-	21, // 17: stoker.engine.v1.RunResponse.done:type_name -> stoker.engine.v1.Done
-	24, // 18: stoker.engine.v1.ListResidentResponse.models:type_name -> stoker.engine.v1.ResidentModel
-	0,  // 19: stoker.engine.v1.EngineService.Describe:input_type -> stoker.engine.v1.DescribeRequest
-	4,  // 20: stoker.engine.v1.EngineService.Run:input_type -> stoker.engine.v1.RunRequest
-	22, // 21: stoker.engine.v1.EngineService.ListResident:input_type -> stoker.engine.v1.ListResidentRequest
-	25, // 22: stoker.engine.v1.EngineService.Unload:input_type -> stoker.engine.v1.UnloadRequest
-	1,  // 23: stoker.engine.v1.EngineService.Describe:output_type -> stoker.engine.v1.DescribeResponse
-	15, // 24: stoker.engine.v1.EngineService.Run:output_type -> stoker.engine.v1.RunResponse
-	23, // 25: stoker.engine.v1.EngineService.ListResident:output_type -> stoker.engine.v1.ListResidentResponse
-	26, // 26: stoker.engine.v1.EngineService.Unload:output_type -> stoker.engine.v1.UnloadResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 12: stoker.engine.v1.RunResponse.progress:type_name -> stoker.engine.v1.Progress
+	18, // 13: stoker.engine.v1.RunResponse.log:type_name -> stoker.engine.v1.LogLine
+	19, // 14: stoker.engine.v1.RunResponse.output:type_name -> stoker.engine.v1.OutputChunk
+	20, // 15: stoker.engine.v1.RunResponse.result:type_name -> stoker.engine.v1.JsonResult
+	21, // 16: stoker.engine.v1.RunResponse.error:type_name -> stoker.engine.v1.JobError
+	22, // 17: stoker.engine.v1.RunResponse.done:type_name -> stoker.engine.v1.Done
+	16, // 18: stoker.engine.v1.RunResponse.text:type_name -> stoker.engine.v1.TextDelta
+	25, // 19: stoker.engine.v1.ListResidentResponse.models:type_name -> stoker.engine.v1.ResidentModel
+	0,  // 20: stoker.engine.v1.EngineService.Describe:input_type -> stoker.engine.v1.DescribeRequest
+	4,  // 21: stoker.engine.v1.EngineService.Run:input_type -> stoker.engine.v1.RunRequest
+	23, // 22: stoker.engine.v1.EngineService.ListResident:input_type -> stoker.engine.v1.ListResidentRequest
+	26, // 23: stoker.engine.v1.EngineService.Unload:input_type -> stoker.engine.v1.UnloadRequest
+	1,  // 24: stoker.engine.v1.EngineService.Describe:output_type -> stoker.engine.v1.DescribeResponse
+	15, // 25: stoker.engine.v1.EngineService.Run:output_type -> stoker.engine.v1.RunResponse
+	24, // 26: stoker.engine.v1.EngineService.ListResident:output_type -> stoker.engine.v1.ListResidentResponse
+	27, // 27: stoker.engine.v1.EngineService.Unload:output_type -> stoker.engine.v1.UnloadResponse
+	24, // [24:28] is the sub-list for method output_type
+	20, // [20:24] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -2253,6 +2341,7 @@ func file_engine_v1_engine_proto_init() {
 		(*RunResponse_Result)(nil),
 		(*RunResponse_Error)(nil),
 		(*RunResponse_Done)(nil),
+		(*RunResponse_Text)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2260,7 +2349,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

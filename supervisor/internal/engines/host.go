@@ -443,3 +443,8 @@ func (w *watchedEvents) Result(json []byte) error {
 	w.rearm()
 	return w.Events.Result(json)
 }
+
+func (w *watchedEvents) Text(piece string) error {
+	w.rearm()
+	return plugins.StreamText(w.Events, piece)
+}

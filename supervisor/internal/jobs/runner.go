@@ -65,6 +65,17 @@ type Config struct {
 	MinFreeBytes uint64
 }
 
+// TextReporter is a studio.Reporter that also takes the text of an llm
+// job's answer as the engine generates it (the local API's, for a client
+// that streams the answer; the studio's does not). The runner then asks
+// the engine for the text (plugins.RunRequest.StreamText) and passes each
+// piece to Text, in order, before the outcome; an error from Text (the
+// client left) cancels the job, which is then reported as cancelled.
+type TextReporter interface {
+	studio.Reporter
+	Text(piece string) error
+}
+
 // Runner runs accepted jobs. It implements studio.JobRunner.
 type Runner struct {
 	cfg Config
@@ -255,6 +266,9 @@ func fetchError(err error) error {
 // runJSON runs a job whose result is JSON and sends completeJson.
 func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, prompt string, rep studio.Reporter) error {
 	ev := &jsonEvents{jobEvents: jobEvents{r: r, log: log}}
+	if tr, ok := rep.(TextReporter); ok && req.Task.Kind == plugins.KindLLM {
+		req.StreamText, ev.text = true, tr
+	}
 	if err := r.cfg.Engines.Run(ctx, req, ev); err != nil {
 		return err
 	}
@@ -398,10 +412,20 @@ func (e jobEvents) Log(level, msg string) error {
 	return nil
 }
 
-// jsonEvents collects a JSON job's result.
+// jsonEvents collects a JSON job's result and passes streamed text on.
 type jsonEvents struct {
 	jobEvents
 	result json.RawMessage
+	text   TextReporter // nil unless the reporter takes the text
+}
+
+var _ plugins.TextStreamer = (*jsonEvents)(nil)
+
+func (e *jsonEvents) Text(piece string) error {
+	if e.text == nil {
+		return nil
+	}
+	return e.text.Text(piece)
 }
 
 func (e *jsonEvents) Output(ext string, _ []byte) error {
