@@ -164,42 +164,100 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // STOKER_<KEY> variables of env on top, fills in defaults and validates.
 // Unknown keys in the file are an error.
 func Load(path string, env []string) (*Config, error) {
+	c, _, err := LoadWithOrigins(path, env, nil)
+	return c, err
+}
+
+// Origin is where a key's value came from, in rising precedence: the
+// default, the file, a STOKER_<KEY> variable, a command-line -set.
+type Origin string
+
+const (
+	FromDefault Origin = "default"
+	FromFile    Origin = "file"
+	FromEnv     Origin = "env"
+	FromFlag    Origin = "flag"
+)
+
+// Origins maps each TOML key to where its value came from.
+type Origins map[string]Origin
+
+// LoadWithOrigins is Load with command-line settings on top and the origin
+// of every key. set holds "key=value" pairs (the -set flag), written as the
+// STOKER_<KEY> variables are (lists comma-separated, maps "k=v,k=v"); they
+// win over the environment. An unknown key in set is an error.
+func LoadWithOrigins(path string, env, set []string) (*Config, Origins, error) {
 	c := &Config{}
-	// listen = "" turns the local API off, so its default applies only
-	// when the key is not given at all.
-	listenSet := false
-	for _, kv := range env {
-		if strings.HasPrefix(kv, EnvPrefix+"LISTEN=") {
-			listenSet = true
-		}
+	origins := Origins{}
+	for _, key := range Keys() {
+		origins[key] = FromDefault
 	}
 	if path != "" {
 		md, err := toml.DecodeFile(path, c)
-		listenSet = listenSet || md.IsDefined("listen")
 		if err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+			return nil, nil, fmt.Errorf("config %s: %w", path, err)
 		}
 		if und := md.Undecoded(); len(und) > 0 {
 			keys := make([]string, len(und))
 			for i, k := range und {
 				keys[i] = k.String()
 			}
-			return nil, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+			return nil, nil, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		}
+		for _, k := range md.Keys() {
+			if len(k) > 0 {
+				origins[k[0]] = FromFile
+			}
 		}
 	}
-	if err := applyEnv(c, env); err != nil {
-		return nil, err
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			vars[k] = v
+		}
+	}
+	if err := applyVars(c, vars, origins, FromEnv, func(key string) string { return EnvPrefix + strings.ToUpper(key) }); err != nil {
+		return nil, nil, err
+	}
+	flags := map[string]string{}
+	for _, kv := range set {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, nil, fmt.Errorf("config: -set %q: want key=value", kv)
+		}
+		if !slices.Contains(Keys(), k) {
+			return nil, nil, fmt.Errorf("config: -set %s: unknown key (the keys are those of the TOML file: docs/operations.md)", k)
+		}
+		flags[k] = v
+	}
+	if err := applyVars(c, flags, origins, FromFlag, func(key string) string { return key }); err != nil {
+		return nil, nil, err
 	}
 	if err := c.setDefaults(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if !listenSet {
+	// listen = "" turns the local API off, so its default applies only
+	// when the key is not given at all.
+	if origins["listen"] == FromDefault {
 		c.Listen = DefaultListen
 	}
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, origins, nil
+}
+
+// Keys returns the TOML keys, in the order of Config's fields.
+func Keys() []string {
+	rt := reflect.TypeFor[Config]()
+	keys := make([]string, 0, rt.NumField())
+	for i := range rt.NumField() {
+		if key := rt.Field(i).Tag.Get("toml"); key != "" {
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }
 
 func (c *Config) setDefaults() error {
@@ -381,26 +439,25 @@ func IsSetting(name string) bool {
 	return false
 }
 
-// applyEnv sets the fields whose STOKER_<KEY> variable is in env. Lists
-// are comma-separated.
-func applyEnv(c *Config, env []string) error {
-	vars := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
-			vars[k] = v
-		}
-	}
+// applyVars sets the fields whose name (nameOf of their TOML key) is in
+// vars and records origin for them. Lists are comma-separated.
+func applyVars(c *Config, vars map[string]string, origins Origins, origin Origin, nameOf func(key string) string) error {
 	rv := reflect.ValueOf(c).Elem()
 	rt := rv.Type()
 	for i := range rt.NumField() {
 		key := rt.Field(i).Tag.Get("toml")
-		val, ok := vars[EnvPrefix+strings.ToUpper(key)]
+		name := nameOf(key)
+		val, ok := vars[name]
 		if !ok {
 			continue
 		}
 		if err := setField(rv.Field(i), val); err != nil {
-			return fmt.Errorf("config: %s%s: %w", EnvPrefix, strings.ToUpper(key), err)
+			if origin == FromFlag {
+				return fmt.Errorf("config: -set %s: %w", key, err)
+			}
+			return fmt.Errorf("config: %s: %w", name, err)
 		}
+		origins[key] = origin
 	}
 	return nil
 }
