@@ -26,8 +26,9 @@ type status struct {
 }
 
 var (
-	_ localapi.Source   = (*status)(nil)
-	_ localapi.Controls = (*status)(nil)
+	_ localapi.Source         = (*status)(nil)
+	_ localapi.Controls       = (*status)(nil)
+	_ localapi.ResidentSource = (*status)(nil)
 )
 
 func (s *status) setClient(c *studio.Client) {
@@ -92,6 +93,26 @@ func (s *status) Snapshot() localapi.Snapshot {
 	}
 	slices.Sort(snap.Advertised.Kinds)
 	return snap
+}
+
+// Resident asks the plugins what they hold in memory.
+func (s *status) Resident(ctx context.Context) []localapi.PluginResident {
+	var out []localapi.PluginResident
+	for _, p := range s.a.host.Resident(ctx) {
+		lp := localapi.PluginResident{
+			Name: p.Name, Path: p.Path, State: string(p.State), Error: p.Err,
+			Device: localapi.Device{Backend: p.Device.Backend, Name: p.Device.Name, MemoryTotal: p.Device.MemoryTotal, MemoryFree: p.Device.MemoryFree},
+		}
+		for _, m := range p.Models {
+			rm := localapi.ResidentModel{Model: m.Model, Bytes: m.Bytes}
+			if m.LastUsedUnixMs > 0 {
+				rm.LastUsed = time.UnixMilli(m.LastUsedUnixMs).UTC()
+			}
+			lp.Models = append(lp.Models, rm)
+		}
+		out = append(out, lp)
+	}
+	return out
 }
 
 // countingRunner counts each job's outcome and each refused offer for the

@@ -28,6 +28,9 @@ type Config struct {
 	Source Source
 	// Controls receives pause and resume. Required.
 	Controls Controls
+	// Resident lists the plugins' resident models for GET /v1/resident.
+	// (none: the route answers 404)
+	Resident ResidentSource
 	// TokenFile is the bearer token's file (the agent's
 	// <state_dir>/local-api-token); New creates it, owner-only, with a
 	// random token when it does not exist. Required.
@@ -137,6 +140,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", s.handlePage)
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
 	mux.Handle("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /v1/resident", s.handleResident)
 	mux.HandleFunc("POST /v1/pause", s.guard(func() { s.cfg.Controls.SetPaused(true) }))
 	mux.HandleFunc("POST /v1/resume", s.guard(func() { s.cfg.Controls.SetPaused(false) }))
 	return mux
