@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,18 +20,15 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/secret"
 )
 
-func version() string { return agent.Version }
-
-func runAgent(ctx context.Context, args []string, stderr io.Writer, hup <-chan os.Signal) error {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "TOML config `file` (keys may also be set as STOKER_<KEY> variables)")
+func runAgent(ctx context.Context, args []string, sio stdio) error {
+	fs := newFlagSet("agent", "", "Runs the worker against the studio of api_base_url (with -dev: against a dev studio on this machine).")
+	cf := addConfigFlags(fs)
 	dev := fs.Bool("dev", false, "run a dev studio on loopback and this worker against it, auto-approved")
 	devListen := fs.String("dev-listen", "127.0.0.1:8700", "dev studio `address` (with -dev); loopback only unless -insecure-listen")
 	insecure := fs.Bool("insecure-listen", false, "let -dev-listen be an address off loopback (the dev studio has no login: whoever reaches it submits jobs, reads results, approves workers)")
 	catalog := fs.String("catalog", "", "dev studio model catalog JSON `file` (with -dev; default: the built-in synthetic models)")
 	devState := fs.String("dev-state", "", "state `dir` for -dev (default: $XDG_CACHE_HOME/stoker/dev)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, sio, 0, configHint); err != nil {
 		return err
 	}
 	if *dev {
@@ -40,14 +36,17 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, hup <-chan o
 			return err
 		}
 	}
-	cfg, err := config.Load(*configPath, os.Environ())
+	cfg, _, err := cf.load()
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	log := newLogger(cfg, sio.err)
+	if msg := ignoredEnvMessage(ignoredEnv(os.Environ(), cfg)); msg != "" {
+		log.Warn(msg)
+	}
 	// Copied before -dev overrides a few fields, so a reload compares
 	// like with like.
-	stopReload := watchReload(hup, &reloader{path: *configPath, log: log, cur: *cfg})
+	stopReload := watchReload(sio.hup, &reloader{path: cf.path, set: cf.set, log: log, cur: *cfg})
 	defer stopReload()
 	if !*dev {
 		return agent.Run(ctx, cfg, agent.Options{Logger: log, Environ: os.Environ()})
@@ -131,9 +130,8 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 	return agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 200 * time.Millisecond, Environ: os.Environ()})
 }
 
-func runStudio(ctx context.Context, args []string, stderr io.Writer, hup <-chan os.Signal) error {
-	fs := flag.NewFlagSet("studio", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runStudio(ctx context.Context, args []string, sio stdio) error {
+	fs := newFlagSet("studio", "", "Runs the dev studio alone (for development and tests: it has no login).")
 	listen := fs.String("listen", "127.0.0.1:8700", "`address` to serve on; loopback only unless -insecure-listen")
 	insecure := fs.Bool("insecure-listen", false, "let -listen be an address off loopback (the dev studio has no login: whoever reaches it submits jobs, reads results, approves workers)")
 	var allowedHosts hostList
@@ -142,13 +140,13 @@ func runStudio(ctx context.Context, args []string, stderr io.Writer, hup <-chan 
 	autoApprove := fs.Bool("auto-approve", false, "approve every registration request")
 	dir := fs.String("dir", "", "`directory` for results and dev files (default: a temporary one)")
 	maxAttempts := fs.Int("max-attempts", 3, "attempts before a retryable failure becomes final")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, sio, 0, ""); err != nil {
 		return err
 	}
 	if err := checkDevListen("-listen", *listen, *insecure); err != nil {
 		return err
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "studio", Output: stderr})
+	log := hclog.New(&hclog.LoggerOptions{Name: "studio", Output: sio.err})
 	cat, err := loadCatalog(*catalog)
 	if err != nil {
 		return err
@@ -178,7 +176,7 @@ func runStudio(ctx context.Context, args []string, stderr io.Writer, hup <-chan 
 		select {
 		case <-ctx.Done():
 			return srv.Close()
-		case <-hup:
+		case <-sio.hup:
 			log.Info("SIGHUP: the dev studio has nothing to reload; carrying on")
 		}
 	}

@@ -4,9 +4,12 @@
 //	stoker agent -dev                    run a dev studio and a worker on this machine
 //	stoker studio [-listen ADDR]         run the dev studio alone
 //	stoker register -reset               forget this worker's registration
-//	stoker models list|prune             show or trim the model cache
+//	stoker config validate|print         check the config, or print it with each value's origin
+//	stoker models list|prune|pull        show, trim or pre-fill the model cache
+//	stoker ps                            the models each plugin of the running agent holds
 //	stoker plugin check PATH             check a plugin executable's conformance
-//	stoker version                       print the version
+//	stoker completion bash|zsh           a shell completion script
+//	stoker version                       print the version, commit, Go and engine versions
 //
 // main only parses flags, handles signals and turns errors into exit codes;
 // the work is done by run and the packages it calls.
@@ -15,7 +18,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -44,9 +46,15 @@ func main() {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	if err := run(ctx, os.Args[1:], stdio{out: os.Stdout, err: os.Stderr, hup: hup}); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "stoker:", err)
+		switch {
+		case errors.Is(err, errHelp):
+			// -h: the usage went to stdout.
+			return
+		case errors.Is(err, errUsage):
+			// The usage and what was wrong went to stderr.
+			os.Exit(2)
 		}
+		fmt.Fprintln(os.Stderr, "stoker:", err)
 		os.Exit(1)
 	}
 }
@@ -87,12 +95,17 @@ func signalContext() (context.Context, context.CancelFunc) {
 const usage = `usage: stoker <command> [flags]
 
 commands:
-  agent      run the worker (-dev: with a dev studio on this machine)
-  studio     run the dev studio alone
-  register   manage this worker's registration (-reset)
-  models     list or prune the model cache
-  plugin     check a plugin executable's conformance (plugin check PATH)
-  version    print the version
+  agent       run the worker (-dev: with a dev studio on this machine)
+  studio      run the dev studio alone
+  register    show or reset this worker's registration
+  config      validate the config, or print it with where each value came from
+  models      list, prune or pull (pre-fill) the model cache
+  ps          list the models the running agent's plugins hold in memory
+  plugin      check a plugin executable's conformance (plugin check PATH)
+  completion  print a bash or zsh completion script
+  version     print the version, commit, Go version and engine versions
+
+"stoker <command> -h" prints a command's flags.
 `
 
 // stdio is what a command gets from the process besides its arguments.
@@ -104,30 +117,37 @@ type stdio struct {
 
 // run runs one stoker command.
 func run(ctx context.Context, args []string, sio stdio) error {
-	stdout, stderr := sio.out, sio.err
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+		fmt.Fprint(sio.err, usage)
+		return usageErrorf("no command given")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "agent":
-		return runAgent(ctx, rest, stderr, sio.hup)
+		return runAgent(ctx, rest, sio)
 	case "studio":
-		return runStudio(ctx, rest, stderr, sio.hup)
+		return runStudio(ctx, rest, sio)
 	case "register":
-		return runRegister(rest, stdout, stderr)
+		return runRegister(rest, sio)
+	case "config":
+		return runConfig(rest, sio)
 	case "models":
-		return runModels(rest, stdout, stderr)
+		return runModels(ctx, rest, sio)
+	case "ps":
+		return runPS(ctx, rest, sio)
 	case "plugin":
-		return runPlugin(ctx, rest, stdout, stderr)
+		return runPlugin(ctx, rest, sio)
+	case "completion":
+		return runCompletion(rest, sio)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "stoker", version())
-		return nil
+		if err := parseFlags(newFlagSet("version", "", "print the version, the commit, the Go version and the engine versions built in"), rest, sio, 0, ""); err != nil {
+			return err
+		}
+		return writeVersion(sio.out)
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		fmt.Fprint(sio.out, usage)
+		return errHelp
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	fmt.Fprint(sio.err, usage)
+	return usageErrorf("unknown command %q", cmd)
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -30,15 +28,19 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runPlugin(ctx context.Context, args []string, sio stdio) error {
+	stdout, stderr := sio.out, sio.err
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprint(stdout, strings.TrimSuffix(pluginUsage, "\nflags:\n"), "\n\"stoker plugin check -h\" prints its flags.\n")
+		return errHelp
+	}
 	if len(args) == 0 || args[0] != "check" {
 		fmt.Fprint(stderr, pluginUsage)
-		return errors.New("usage: stoker plugin check [flags] PATH")
+		return usageErrorf("usage: stoker plugin check [flags] PATH")
 	}
 	fs := flag.NewFlagSet("plugin check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, pluginUsage)
+		fmt.Fprint(fs.Output(), pluginUsage)
 		fs.PrintDefaults()
 	}
 	startTimeout := fs.Duration("start-timeout", 10*time.Second, "bound on the handshake")
@@ -49,12 +51,12 @@ func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&files, "model-file", "`ROLE=PATH` of a model file every sample job carries (repeatable), to check an engine on a real model")
 	fs.Var(&env, "env", "`NAME=VALUE` added to the plugin's environment (repeatable); it also gets the allow-listed part of this one's")
 	verbose := fs.Bool("v", false, "copy the plugin's stderr to this command's stderr")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:], sio, -1, ""); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
 		fs.Usage()
-		return errors.New("plugin check: no plugin PATH")
+		return usageErrorf("plugin check: no plugin PATH")
 	}
 	opt := plugintest.PluginOptions{
 		Options: plugintest.Options{

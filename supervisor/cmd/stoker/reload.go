@@ -18,7 +18,8 @@ import (
 // config that does not load is logged and changes nothing; SIGHUP never
 // stops the agent.
 type reloader struct {
-	path string // the -config file ("" for none)
+	path string   // the -config file ("" for none)
+	set  []string // the -set flags
 	log  hclog.Logger
 
 	mu  sync.Mutex // guards cur
@@ -53,7 +54,7 @@ func watchReload(hup <-chan os.Signal, r *reloader) (stop func()) {
 
 // reload reads the config again and applies log_level.
 func (r *reloader) reload() {
-	next, err := config.Load(r.path, os.Environ())
+	next, _, err := config.LoadWithOrigins(r.path, os.Environ(), r.set)
 	if err != nil {
 		r.log.Error("SIGHUP: config not reloaded; carrying on with the running one", "error", err)
 		return

@@ -33,6 +33,19 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/studio"
 )
 
+// ModelStoreConfig is the model store's configuration for cfg, the same
+// for the agent's jobs and for `stoker models pull`.
+func ModelStoreConfig(cfg *config.Config, log hclog.Logger) models.Config {
+	return models.Config{
+		Root:         cfg.ModelsRoot,
+		MaxBytes:     cfg.ModelsMaxBytes,
+		UserAgent:    "studio-worker/" + Version,
+		Logger:       log,
+		AllowFileDir: cfg.InputFileDir,
+		Allow:        cfg.FetchAllow,
+	}
+}
+
 // Version is the agent's version, advertised as agentVersion and in the
 // user agent studio-worker/<Version>. Release builds set it with -ldflags.
 var Version = "0.1.0"
@@ -130,19 +143,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	defer host.Close()
 
 	tally := &localapi.Tally{}
-	store, err := models.Open(models.Config{
-		Root:         cfg.ModelsRoot,
-		MaxBytes:     cfg.ModelsMaxBytes,
-		UserAgent:    "studio-worker/" + Version,
-		Logger:       log.Named("models"),
-		AllowFileDir: cfg.InputFileDir,
-		Allow:        cfg.FetchAllow,
-		OnProgress: func(p models.Progress) {
-			if p.Final {
-				tally.Downloaded(p.Fetched, p.Elapsed)
-			}
-		},
-	})
+	scfg := ModelStoreConfig(cfg, log.Named("models"))
+	scfg.OnProgress = func(p models.Progress) {
+		if p.Final {
+			tally.Downloaded(p.Fetched, p.Elapsed)
+		}
+	}
+	store, err := models.Open(scfg)
 	if err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
@@ -160,7 +167,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if cfg.Listen != "" {
 		// Up before registration, so an operator sees "waiting for approval".
 		api, err := localapi.New(localapi.Config{
-			Addr: cfg.Listen, Source: a.status, Controls: a.status, Logger: log,
+			Addr: cfg.Listen, Source: a.status, Controls: a.status, Resident: a.status, Logger: log,
 			TokenFile: filepath.Join(cfg.StateDir, localapi.TokenFile), AllowedHosts: cfg.AllowedHosts,
 			Collectors: []prometheus.Collector{tally},
 		})

@@ -65,7 +65,9 @@ func defaultsFromClaim(d *protocol.ModelCliDefaults) plugins.Defaults {
 	}
 }
 
-func filesFromClaim(src *protocol.ModelSource) []models.File {
+// ModelFiles returns the model files of a model source as the model store
+// takes them.
+func ModelFiles(src *protocol.ModelSource) []models.File {
 	out := make([]models.File, 0, len(src.Files))
 	for _, f := range src.Files {
 		out = append(out, models.File{

@@ -225,7 +225,7 @@ func (r *Runner) prepare(ctx context.Context, claim *protocol.JobOfferClaim, dir
 	if err := checkRequest(req); err != nil {
 		return nil, nil, err
 	}
-	local, lease, err := r.cfg.Models.Acquire(ctx, claim.Model, filesFromClaim(claim.ModelSource))
+	local, lease, err := r.cfg.Models.Acquire(ctx, claim.Model, ModelFiles(claim.ModelSource))
 	if err != nil {
 		return nil, nil, fetchError(err)
 	}
