@@ -181,12 +181,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		a.api = api
 		log.Info("local API listening", "url", "http://"+api.Addr().String()+"/")
 	}
-	// Jobs run under jobsCtx, not the session's: a drain keeps the session
-	// open (so the outcome can be reported) while it cancels the job.
-	jobsCtx, cancelJobs := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancelJobs(nil)
-	drainer := newDrainRunner(runner, jobsCtx)
-
 	workerID, token := cfg.WorkerID, cfg.AuthToken
 	if workerID == "" {
 		creds, err := registration.Register(ctx, registration.Config{
@@ -211,7 +205,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		AuthToken:         token,
 		ReconnectAttempts: cfg.WSReconnectAttempts,
 		Capabilities:      a.Capabilities,
-		Jobs:              countingRunner{inner: drainer, tally: a.status.tally},
+		Jobs:              runner,
+		JobDone:           a.status.jobDone,
 		Logs:              queue,
 		Logger:            log,
 		HTTPClient:        &http.Client{Timeout: protocol.HTTPTimeout},
@@ -225,7 +220,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if opts.Ready != nil {
 		opts.Ready(a)
 	}
-	// The session runs until the drain is over, not until ctx ends.
+	// The session runs until the drain is over, not until ctx ends: the
+	// first signal drains (Shutdown), the second exits the process.
 	sessCtx, stopSession := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSession()
 	var sessErr error
@@ -239,48 +235,28 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return sessErr // the session gave up for good
 	case <-ctx.Done():
 	}
-	a.drain(drainer, cancelJobs, sessDone)
-	stopSession()
+	a.drain()
 	<-sessDone
 	return nil // then the deferred host.Close stops the plugins
 }
 
-// drain is the first signal's graceful stop: offers are rejected (paused,
-// so heartbeats say autoEnabled:false), the running job gets DrainTimeout
-// to finish and report; after that it is cancelled and reported as a
-// retryable failure over the still-open session.
-func (a *Agent) drain(d *drainRunner, cancelJobs context.CancelCauseFunc, sessDone <-chan struct{}) {
+// drain is the first signal's graceful stop: offers are rejected (code
+// paused, and heartbeats say autoEnabled:false), the running job gets
+// DrainTimeout to finish and report; after that it is cancelled and
+// reported as a retryable failure over the still-open session, which then
+// closes.
+func (a *Agent) drain() {
 	timeout := a.cfg.DrainTimeout.D()
-	a.client.SetPaused(true)
-	a.log.Info("draining: taking no new offers; waiting for the running job", "drain_timeout", timeout)
-	// The wait ends at the timeout, or early when the session ended on its
-	// own (a job's outcome can no longer be sent, so it is cancelled now).
-	wctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), timeout,
+		fmt.Errorf("agent stopping: drain timeout %s passed", timeout))
 	defer cancel()
-	go func() { // ends with wctx, at the latest when drain returns
-		select {
-		case <-sessDone:
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
-	if d.waitIdle(wctx) {
-		a.log.Info("drained: no job running")
+	a.log.Info("draining: taking no new offers; waiting for the running job", "drain_timeout", timeout)
+	if err := a.client.Shutdown(ctx); err != nil {
+		a.log.Warn("drain timeout: cancelled the running job; it is reported as a retryable failure", "cause", context.Cause(ctx))
 		return
 	}
-	cancelJobs(fmt.Errorf("agent stopping: drain timeout %s passed", timeout))
-	a.log.Warn("drain timeout: cancelled the running job; it is reported as a retryable failure")
-	// The cancelled job reports within the runner's report timeout.
-	bctx, bcancel := context.WithTimeout(context.Background(), reportBound)
-	defer bcancel()
-	if !d.waitIdle(bctx) {
-		a.log.Error("the cancelled job did not report in time; stopping anyway")
-	}
+	a.log.Info("drained: no job running")
 }
-
-// reportBound is how long a drain waits for a cancelled job to report (the
-// runner's report timeout plus margin).
-const reportBound = 35 * time.Second
 
 // stallTimeouts converts the per-engine stall windows.
 func stallTimeouts(cfg *config.Config) map[string]time.Duration {

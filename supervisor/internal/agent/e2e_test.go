@@ -291,12 +291,21 @@ func TestLocalAPIReportsTheNode(t *testing.T) {
 			} `json:"jobs"`
 		} `json:"counters"`
 	}
-	body, err := httpGet(base + "/v1/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		t.Fatal(err)
+	// The session counts the job once RunJob returned, a moment after the
+	// studio had its result.
+	var body []byte
+	for deadline := time.Now().Add(time.Minute); ; {
+		var err error
+		if body, err = httpGet(base + "/v1/status"); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Counters.Jobs.Completed == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling step, not a wait for an event
 	}
 	if !st.Session.Welcomed || st.Counters.Jobs.Completed != 1 || len(st.Plugins) != 2 {
 		t.Errorf("status %s", body)

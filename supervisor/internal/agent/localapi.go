@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -55,6 +53,7 @@ func (s *status) Snapshot() localapi.Snapshot {
 	snap := localapi.Snapshot{Version: Version, Started: s.started, Counters: s.tally.Counters()}
 	if c := s.client.Load(); c != nil {
 		st := c.Status()
+		snap.Counters.Jobs.Rejected = st.OffersRefused
 		snap.Session = localapi.Session{
 			State: st.State.String(), Since: st.Since, Connected: st.Connected, Welcomed: st.Welcomed,
 			WorkerID: st.WorkerID, Attempt: st.Attempt, NextAttempt: st.NextAttempt, LastError: st.LastError,
@@ -115,92 +114,17 @@ func (s *status) Resident(ctx context.Context) []localapi.PluginResident {
 	return out
 }
 
-// countingRunner counts each job's outcome and each refused offer for the
-// local API.
-type countingRunner struct {
-	inner studio.JobRunner
-	tally *localapi.Tally
-}
-
-var _ studio.JobRunner = countingRunner{}
-
-func (c countingRunner) Admit(claim *protocol.JobOfferClaim) error {
-	err := c.inner.Admit(claim)
-	if err != nil {
-		c.tally.Rejected()
+// jobDone counts a studio job's outcome (studio.Config.JobDone).
+func (s *status) jobDone(claim *protocol.JobOfferClaim, out studio.Outcome) {
+	if !out.Reported {
+		return // the studio requeues it; nothing was delivered
 	}
-	return err
-}
-
-// RunJob runs the job and records its duration by kind, engine and
-// outcome (a job whose outcome was never delivered is not recorded).
-func (c countingRunner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep studio.Reporter) {
-	start := time.Now()
-	cr := &countingReporter{Reporter: rep, tally: c.tally}
-	c.inner.RunJob(ctx, claim, cr)
-	if cr.outcome != "" {
-		kind, engine := "", ""
-		if claim.Task != nil {
-			kind = string(claim.Task.Kind)
-		}
-		if claim.ModelSource != nil {
-			engine = claim.ModelSource.Engine
-		}
-		c.tally.JobDone(kind, engine, cr.outcome, time.Since(start))
+	outcome := localapi.OutcomeCompleted
+	switch {
+	case out.Err != nil && out.Retryable:
+		outcome = localapi.OutcomeFailedRetryable
+	case out.Err != nil:
+		outcome = localapi.OutcomeFailedFinal
 	}
-}
-
-// countingReporter counts the outcomes it delivers, and keeps the last
-// one for RunJob.
-type countingReporter struct {
-	studio.Reporter
-	tally   *localapi.Tally
-	outcome string
-}
-
-func (r *countingReporter) CompleteJSON(ctx context.Context, result json.RawMessage, prompt string) error {
-	err := r.Reporter.CompleteJSON(ctx, result, prompt)
-	if err == nil {
-		r.tally.Completed()
-		r.outcome = localapi.OutcomeCompleted
-	}
-	return err
-}
-
-func (r *countingReporter) Upload(ctx context.Context, ext, prompt string, open func() (io.ReadCloser, error)) error {
-	err := r.Reporter.Upload(ctx, ext, prompt, func() (io.ReadCloser, error) {
-		rc, err := open()
-		if err != nil {
-			return nil, err
-		}
-		return &countingReader{ReadCloser: rc, tally: r.tally}, nil
-	})
-	if err == nil {
-		r.tally.Completed()
-		r.outcome = localapi.OutcomeCompleted
-	}
-	return err
-}
-
-func (r *countingReporter) Fail(ctx context.Context, message string, retryable bool) error {
-	err := r.Reporter.Fail(ctx, message, retryable)
-	if err == nil {
-		r.tally.Failed(retryable)
-		r.outcome = localapi.OutcomeFailedFinal
-		if retryable {
-			r.outcome = localapi.OutcomeFailedRetryable
-		}
-	}
-	return err
-}
-
-type countingReader struct {
-	io.ReadCloser
-	tally *localapi.Tally
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.tally.Uploaded(int64(n))
-	return n, err
+	s.tally.JobDone(string(claim.Task.Kind), claim.ModelSource.Engine, outcome, out.ResultBytes, out.Elapsed)
 }

@@ -171,9 +171,11 @@ func (e *Refusal) Error() string                   { return e.Err.Error() }
 func (e *Refusal) Unwrap() error                   { return e.Err }
 func (e *Refusal) RejectCode() protocol.RejectCode { return e.Code }
 
-// RunJob runs one accepted job and reports its outcome through rep. It
-// returns once the outcome was sent (or could not be).
-func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep studio.Reporter) {
+// RunJob runs one accepted job, reports its outcome through rep and
+// returns it, once the outcome was sent (or could not be). It logs the
+// job's start and its end, once; rep may be any Reporter (the studio
+// session's, or one that answers a local request).
+func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep studio.Reporter) studio.Outcome {
 	log := r.log.With("job_id", claim.JobID)
 	kind := plugins.TaskKind(claim.Task.Kind)
 	r.mu.Lock()
@@ -191,25 +193,45 @@ func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep 
 	dir := &scratch{parent: r.cfg.WorkDir, prefix: scratchPrefix + safeName(claim.JobID) + "-"}
 	defer dir.remove()
 
+	out := r.run(ctx, log, claim, dir, rep)
+	out.Elapsed = time.Since(start)
+	elapsed := out.Elapsed.Milliseconds()
+	switch {
+	case out.Err == nil && out.Reported:
+		log.Info("job completed", "elapsed_ms", elapsed)
+	case out.Err == nil:
+		log.Error("job completed but its result could not be sent; the studio will requeue the job",
+			"elapsed_ms", elapsed, "error", out.ReportErr)
+	default:
+		je := plugins.AsJobError(out.Err)
+		args := []any{"kind", je.Kind, "retryable", out.Retryable, "error", FailMessage(je), "elapsed_ms", elapsed}
+		if !out.Reported {
+			args = append(args, "fail_not_sent", out.ReportErr)
+		}
+		log.Error("job failed", args...)
+	}
+	return out
+}
+
+// run fetches, runs and delivers the job, or reports its failure.
+func (r *Runner) run(ctx context.Context, log hclog.Logger, claim *protocol.JobOfferClaim, dir *scratch, rep studio.Reporter) studio.Outcome {
 	req, lease, err := r.prepare(ctx, claim, dir)
 	defer lease.Release()
 	if err != nil {
-		r.fail(ctx, log, rep, err)
-		return
+		return r.fail(ctx, rep, err)
 	}
 	r.update(func(c *Current) { c.Phase = "running" })
 	prompt := claim.Task.Prompt()
-	var outcome error
+	var out studio.Outcome
 	if claim.Task.Kind.Binary() {
-		outcome = r.runBinary(ctx, log, req, dir, prompt, rep)
+		out = r.runBinary(ctx, log, req, dir, prompt, rep)
 	} else {
-		outcome = r.runJSON(ctx, log, req, prompt, rep)
+		out = r.runJSON(ctx, log, req, prompt, rep)
 	}
-	if outcome != nil {
-		r.fail(ctx, log, rep, outcome)
-		return
+	if out.Err != nil {
+		return r.fail(ctx, rep, out.Err)
 	}
-	log.Info("job completed", "elapsed_ms", time.Since(start).Milliseconds())
+	return out
 }
 
 // prepare builds the engine request: model files from the store (leased
@@ -263,17 +285,18 @@ func fetchError(err error) error {
 	return &plugins.JobError{Kind: plugins.ErrFetch, Message: err.Error(), Err: err}
 }
 
-// runJSON runs a job whose result is JSON and sends completeJson.
-func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, prompt string, rep studio.Reporter) error {
+// runJSON runs a job whose result is JSON and sends completeJson. An
+// Outcome with Err set is still to be reported as a failure.
+func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, prompt string, rep studio.Reporter) studio.Outcome {
 	ev := &jsonEvents{jobEvents: jobEvents{r: r, log: log}}
 	if tr, ok := rep.(TextReporter); ok && req.Task.Kind == plugins.KindLLM {
 		req.StreamText, ev.text = true, tr
 	}
 	if err := r.cfg.Engines.Run(ctx, req, ev); err != nil {
-		return err
+		return studio.Outcome{Err: err}
 	}
 	if ev.result == nil {
-		return plugins.Errorf(plugins.ErrEngine, "engine returned binary output for a %s job, which takes a JSON result", req.Task.Kind)
+		return studio.Outcome{Err: plugins.Errorf(plugins.ErrEngine, "engine returned binary output for a %s job, which takes a JSON result", req.Task.Kind)}
 	}
 	r.update(func(c *Current) { c.Phase = "delivering" })
 	rctx, cancel := r.reportCtx(ctx)
@@ -283,20 +306,20 @@ func (r *Runner) runJSON(ctx context.Context, log hclog.Logger, req *plugins.Run
 			// Nothing was sent and the session is up. The frame limit
 			// stands for the studio's: any node would send the same
 			// frame and have it refused, so the job fails for good.
-			return &plugins.JobError{Kind: plugins.ErrBadInput, Err: err,
-				Message: fmt.Sprintf("result too large to deliver: %v; it would fail on any node", err)}
+			return studio.Outcome{Err: &plugins.JobError{Kind: plugins.ErrBadInput, Err: err,
+				Message: fmt.Sprintf("result too large to deliver: %v; it would fail on any node", err)}}
 		}
 		// The socket that accepted the job is gone: no fail can follow
 		// (spec §7.2); the studio releases the claim on its side.
-		log.Error("json result could not be sent; the studio will requeue the job", "error", err)
+		return studio.Outcome{ReportErr: err}
 	}
-	return nil
+	return studio.Outcome{Reported: true}
 }
 
 // runBinary runs a job whose result is a file. The output streams to the
 // upload as the engine produces it and, at the same time, to a spool file
 // in the job's scratch dir, from which a retried upload reads.
-func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, dir *scratch, prompt string, rep studio.Reporter) error {
+func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.RunRequest, dir *scratch, prompt string, rep studio.Reporter) studio.Outcome {
 	rctx, cancel := r.reportCtx(ctx)
 	defer cancel()
 	ev := &binaryEvents{
@@ -329,14 +352,14 @@ func (r *Runner) runBinary(ctx context.Context, log hclog.Logger, req *plugins.R
 		if uploadDone != nil {
 			<-uploadDone // the aborted body ends the upload; its error is moot
 		}
-		return runErr
+		return studio.Outcome{Err: runErr}
 	}
 	r.update(func(c *Current) { c.Phase = "delivering" })
 	if err := <-uploadDone; err != nil {
-		return &plugins.JobError{Kind: plugins.ErrUpload, Message: "upload result: " + err.Error(), Err: err}
+		return studio.Outcome{Err: &plugins.JobError{Kind: plugins.ErrUpload, Message: "upload result: " + err.Error(), Err: err}}
 	}
 	log.Info("binary result delivered", "ext", ev.ext, "bytes", ev.n)
-	return nil
+	return studio.Outcome{Reported: true, ResultBytes: ev.n}
 }
 
 // reportCtx is the context outcomes are sent under: it outlives an agent
@@ -351,16 +374,16 @@ func (r *Runner) reportCtx(ctx context.Context) (context.Context, context.Cancel
 	return rctx, func() { stop(); cancel() }
 }
 
-// fail reports err as the job's failure.
-func (r *Runner) fail(ctx context.Context, log hclog.Logger, rep studio.Reporter, err error) {
+// fail reports err as the job's failure and returns the outcome; RunJob
+// logs it.
+func (r *Runner) fail(ctx context.Context, rep studio.Reporter, err error) studio.Outcome {
 	je := plugins.AsJobError(err)
-	msg := FailMessage(je)
-	log.Error("job failed", "kind", je.Kind, "retryable", je.Retryable(), "error", msg)
 	rctx, cancel := r.reportCtx(ctx)
 	defer cancel()
-	if err := rep.Fail(rctx, msg, je.Retryable()); err != nil {
-		log.Error("fail could not be sent; the studio will requeue the job", "error", err)
-	}
+	out := studio.Outcome{Err: je, Retryable: je.Retryable()}
+	out.ReportErr = rep.Fail(rctx, FailMessage(je), je.Retryable())
+	out.Reported = out.ReportErr == nil
+	return out
 }
 
 // maxFailMessage bounds the text of a fail frame.

@@ -58,7 +58,7 @@ var (
 	descSessions          = prometheus.NewDesc("stoker_sessions_total", "Sessions that reached the studio's welcome.", nil, nil)
 	descPaused            = prometheus.NewDesc("stoker_paused", "1 while the worker is paused and rejects offers.", nil, nil)
 	descJobs              = prometheus.NewDesc("stoker_jobs_total", "Job offers by outcome.", []string{"outcome"}, nil)
-	descUploadBytes       = prometheus.NewDesc("stoker_upload_bytes_total", "Result bytes sent to the studio's uploads.", nil, nil)
+	descUploadBytes       = prometheus.NewDesc("stoker_upload_bytes_total", "Bytes of the binary results delivered to the studio (once per result, however many upload attempts).", nil, nil)
 	descJobRunning        = prometheus.NewDesc("stoker_current_job_running", "1 while a job is in flight.", nil, nil)
 	descJobProgress       = prometheus.NewDesc("stoker_current_job_progress_ratio", "The running job's progress, step/total (0 while idle or unknown).", nil, nil)
 	descAdvertisedKind    = prometheus.NewDesc("stoker_advertised_kind", "Task kinds offered to the studio now; the value is always 1.", []string{"kind"}, nil)

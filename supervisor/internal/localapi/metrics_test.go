@@ -416,9 +416,9 @@ func TestMetricsDuplicatePluginNames(t *testing.T) {
 func TestMetricsHistograms(t *testing.T) {
 	tally := &Tally{}
 	ts := startServer(t, nil, func(c *Config) { c.Collectors = []prometheus.Collector{tally} })
-	tally.JobDone("llm", "llama-cpp", OutcomeCompleted, 3*time.Second)
-	tally.JobDone("llm", "llama-cpp", OutcomeCompleted, 40*time.Second)
-	tally.JobDone("image", "sd-cpp", OutcomeFailedRetryable, 200*time.Millisecond)
+	tally.JobDone("llm", "llama-cpp", OutcomeCompleted, 0, 3*time.Second)
+	tally.JobDone("llm", "llama-cpp", OutcomeCompleted, 0, 40*time.Second)
+	tally.JobDone("image", "sd-cpp", OutcomeFailedRetryable, 0, 200*time.Millisecond)
 	tally.Downloaded(3<<20, 2*time.Second)
 	tally.Downloaded(1<<20, 500*time.Millisecond)
 	samples := scrape(t, ts)

@@ -172,8 +172,9 @@ type Advertised struct {
 // Counters are totals since the agent started; each only grows.
 type Counters struct {
 	Jobs JobCounters `json:"jobs"`
-	// UploadBytes counts result bytes sent to the studio's uploads
-	// (retried uploads count again).
+	// UploadBytes counts the bytes of the binary results delivered to the
+	// studio's uploads (a result counts once, however many attempts its
+	// upload took).
 	UploadBytes uint64 `json:"uploadBytes"`
 	// PluginRestarts counts plugin relaunches across all plugins (the sum
 	// of Plugins[].Restarts, kept here so it survives in one number).

@@ -8,16 +8,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Tally keeps the Counters of a Snapshot for an agent whose parts do not
-// count for themselves: the agent calls its methods where outcomes happen
-// (a Reporter wrapper, an Admit refusal) and copies Counters into each
-// Snapshot. It also keeps the histograms of job durations and model
+// Tally keeps the job Counters of a Snapshot: the agent calls JobDone
+// with each job's outcome and copies Counters into each Snapshot. It also keeps the histograms of job durations and model
 // downloads; give it to Config.Collectors for /metrics to serve them. The
 // zero value is ready; every method may be called from any goroutine and
 // none blocks.
 type Tally struct {
-	completed, failedRetryable, failedFinal, rejected atomic.Uint64
-	uploadBytes                                       atomic.Uint64
+	completed, failedRetryable, failedFinal atomic.Uint64
+	uploadBytes                             atomic.Uint64
 
 	once         sync.Once
 	jobDuration  *prometheus.HistogramVec
@@ -52,28 +50,6 @@ func (t *Tally) init() {
 	})
 }
 
-// Completed counts a job reported complete.
-func (t *Tally) Completed() { t.completed.Add(1) }
-
-// Failed counts a job reported as a fail; retryable is the flag sent.
-func (t *Tally) Failed(retryable bool) {
-	if retryable {
-		t.failedRetryable.Add(1)
-	} else {
-		t.failedFinal.Add(1)
-	}
-}
-
-// Rejected counts an offer that was not accepted.
-func (t *Tally) Rejected() { t.rejected.Add(1) }
-
-// Uploaded counts n result bytes sent to an upload.
-func (t *Tally) Uploaded(n int64) {
-	if n > 0 {
-		t.uploadBytes.Add(uint64(n))
-	}
-}
-
 // Job outcomes, the outcome label of stoker_job_duration_seconds (and of
 // stoker_jobs_total).
 const (
@@ -82,12 +58,25 @@ const (
 	OutcomeFailedFinal     = "failed_final"
 )
 
-// JobDone records how long a job took, from the start of its run to its
-// reported outcome (one of the Outcome constants). kind is the task kind
-// and engine the engine id it was routed by; both are bounded by what the
-// agent admits (a known kind, an engine a plugin serves).
-func (t *Tally) JobDone(kind, engine, outcome string, d time.Duration) {
+// JobDone counts a job whose outcome (one of the Outcome constants) was
+// reported, with resultBytes of binary result delivered, and records how
+// long it took, d, from the start of its run to its reported outcome.
+// kind is the task kind and engine the engine id it was routed by; both
+// are bounded by what the agent admits (a known kind, an engine a plugin
+// serves).
+func (t *Tally) JobDone(kind, engine, outcome string, resultBytes int64, d time.Duration) {
 	t.init()
+	switch outcome {
+	case OutcomeCompleted:
+		t.completed.Add(1)
+	case OutcomeFailedRetryable:
+		t.failedRetryable.Add(1)
+	case OutcomeFailedFinal:
+		t.failedFinal.Add(1)
+	}
+	if resultBytes > 0 {
+		t.uploadBytes.Add(uint64(resultBytes))
+	}
 	t.jobDuration.WithLabelValues(validLabels([]string{kind, engine, outcome})...).Observe(d.Seconds())
 }
 
@@ -117,15 +106,15 @@ func (t *Tally) Collect(ch chan<- prometheus.Metric) {
 	t.fetchSeconds.Collect(ch)
 }
 
-// Counters returns the totals now. PluginRestarts is left 0: the engine
-// host counts restarts per plugin, and the Snapshot's adapter sums them.
+// Counters returns the totals now. Jobs.Rejected and PluginRestarts are
+// left 0: the studio session counts the offers it refused and the engine
+// host the restarts of each plugin, and the Snapshot's adapter copies them.
 func (t *Tally) Counters() Counters {
 	return Counters{
 		Jobs: JobCounters{
 			Completed:       t.completed.Load(),
 			FailedRetryable: t.failedRetryable.Load(),
 			FailedFinal:     t.failedFinal.Load(),
-			Rejected:        t.rejected.Load(),
 		},
 		UploadBytes: t.uploadBytes.Load(),
 	}

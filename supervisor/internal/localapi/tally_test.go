@@ -3,6 +3,7 @@ package localapi
 import (
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestTally(t *testing.T) {
@@ -16,19 +17,16 @@ func TestTally(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 100 {
-				tl.Completed()
-				tl.Failed(true)
-				tl.Failed(false)
-				tl.Failed(false)
-				tl.Rejected()
-				tl.Uploaded(10)
-				tl.Uploaded(-5) // nonsense is ignored, never subtracted
+				tl.JobDone("image", "sdcpp", OutcomeCompleted, 10, time.Second)
+				tl.JobDone("llm", "llamacpp", OutcomeFailedRetryable, 0, time.Second)
+				tl.JobDone("llm", "llamacpp", OutcomeFailedFinal, 0, time.Second)
+				tl.JobDone("llm", "llamacpp", OutcomeFailedFinal, -5, time.Second) // nonsense is ignored, never subtracted
 			}
 		}()
 	}
 	wg.Wait()
 	want := Counters{
-		Jobs:        JobCounters{Completed: 800, FailedRetryable: 800, FailedFinal: 1600, Rejected: 800},
+		Jobs:        JobCounters{Completed: 800, FailedRetryable: 800, FailedFinal: 1600},
 		UploadBytes: 8000,
 	}
 	if got := tl.Counters(); got != want {

@@ -32,14 +32,39 @@ type JobRunner interface {
 	// that is only briefly unavailable, so the job loses no attempt). It
 	// must not block.
 	Admit(claim *protocol.JobOfferClaim) error
-	// RunJob runs an accepted job to its end. The session calls it on a
-	// goroutine of its own after a successful accept send, with
-	// currentJobId set. It must report exactly one terminal outcome through
-	// rep (R5). When RunJob returns, the session clears currentJobId and
-	// releases the busy slot. ctx is cancelled only when the agent shuts
-	// down (Run's ctx), not when the socket drops: an in-flight job keeps
-	// running (§5.2 step 8).
-	RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep Reporter)
+	// RunJob runs an accepted job to its end and returns how it ended.
+	// The session calls it on a goroutine of its own after a successful
+	// accept send, with currentJobId set. It must report exactly one
+	// terminal outcome through rep (R5). When RunJob returns, the session
+	// hands the Outcome to Config.JobDone, clears currentJobId and
+	// releases the busy slot.
+	// ctx is cancelled when Run's ctx ends, or when [Client.Shutdown]'s
+	// ctx ends before the job did; never when the socket drops: an
+	// in-flight job keeps running (§5.2 step 8). Once ctx is cancelled,
+	// RunJob reports the failure and returns promptly: Shutdown waits for
+	// it.
+	RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep Reporter) Outcome
+}
+
+// Outcome is how a job ended, as its runner returns it from RunJob.
+type Outcome struct {
+	// Err is the job's failure; nil when it completed.
+	Err error
+	// Retryable is the retryable flag of the fail reported for Err.
+	Retryable bool
+	// Reported says the outcome reached the studio: completeJson or fail
+	// sent, or the binary result uploaded. The studio requeues a job whose
+	// outcome never came once the socket that accepted it closes (§7.2).
+	Reported bool
+	// ReportErr is why the outcome could not be reported (nil when
+	// Reported).
+	ReportErr error
+	// ResultBytes is the size of the binary result delivered (0 for a
+	// JSON result and for a failure).
+	ResultBytes int64
+	// Elapsed is the job's time from the start of RunJob to its outcome
+	// reported (or given up on).
+	Elapsed time.Duration
 }
 
 // Slot is the node's one job slot (I-10) when the session shares it with
@@ -102,6 +127,10 @@ type Config struct {
 	// jobs: an offer while another source holds it is rejected busy. (nil:
 	// the session's own slot is the node's)
 	Slot Slot
+	// JobDone, if set, is called with the Outcome of every job RunJob
+	// ran, once it returned (counting the jobs is its business: the
+	// agent's status page). It must not block.
+	JobDone func(claim *protocol.JobOfferClaim, out Outcome)
 	// Logs is shipped in logBatch frames after welcome; nil ships nothing.
 	Logs *logship.Queue
 	// Logger receives the session's lines (named "ws"); default discards.
@@ -301,6 +330,18 @@ type Client struct {
 	ran          atomic.Bool
 	// jobs counts job goroutines; Run waits for them before returning.
 	jobs sync.WaitGroup
+	// jobsCtx is the context jobs run under, cancelled (cancelJobs) when
+	// Run's ctx ends or Shutdown's ends first.
+	jobsCtx    context.Context
+	cancelJobs context.CancelCauseFunc
+	// stopping is set by Shutdown: offers are refused as if paused.
+	stopping atomic.Bool
+	// endSessions, closed by Shutdown once no job runs, ends Run's loop.
+	endSessions chan struct{}
+	endOnce     sync.Once
+	// loopDone is closed when Run's loop has returned (no session is
+	// open); done when Run itself has (every job returned too).
+	loopDone, done chan struct{}
 
 	// Refused offers (see refusals.go), for the status page.
 	refused, rejectsCoalesced, rejectsDropped atomic.Uint64
@@ -319,16 +360,20 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		cfg:      cfg,
-		log:      cfg.Logger.Named("ws"),
-		logLimit: newLogLimit(time.Now),
-		nullLog:  hclog.NewNullLogger(),
+		cfg:         cfg,
+		log:         cfg.Logger.Named("ws"),
+		logLimit:    newLogLimit(time.Now),
+		nullLog:     hclog.NewNullLogger(),
+		endSessions: make(chan struct{}),
+		loopDone:    make(chan struct{}),
+		done:        make(chan struct{}),
 		policy: backoff.Policy{
 			Base:        cfg.BackoffBase,
 			Max:         cfg.BackoffMax,
 			MaxAttempts: cfg.ReconnectAttempts,
 		},
 	}
+	c.jobsCtx, c.cancelJobs = context.WithCancelCause(context.Background())
 	uc := *cfg.HTTPClient
 	uc.Timeout = 0
 	c.uploadClient = &uc
@@ -338,8 +383,8 @@ func New(cfg Config) (*Client, error) {
 
 // SetPaused sets the runtime pause flag (§9.2; never persisted). While
 // paused, heartbeats carry autoEnabled:false and offers are rejected with
-// code paused; a running job is not interrupted. The agent's SIGTERM drain
-// calls SetPaused(true) to stop taking offers.
+// code paused; a running job is not interrupted. Shutdown refuses offers
+// the same way whatever the flag says.
 func (c *Client) SetPaused(p bool) {
 	if c.paused.Swap(p) != p {
 		if p {
@@ -352,6 +397,10 @@ func (c *Client) SetPaused(p bool) {
 
 // Paused reports the pause flag.
 func (c *Client) Paused() bool { return c.paused.Load() }
+
+// offersOff says offers are refused with code paused: the operator paused
+// the worker, or Shutdown began.
+func (c *Client) offersOff() bool { return c.paused.Load() || c.stopping.Load() }
 
 // Status returns a snapshot of the session state.
 func (c *Client) Status() Status {
@@ -435,7 +484,7 @@ func (c *Client) slotFreed() <-chan struct{} {
 // capabilities returns a fresh snapshot with AutoEnabled from the pause flag.
 func (c *Client) capabilities() protocol.WorkerCapabilities {
 	caps := c.cfg.Capabilities()
-	caps.AutoEnabled = !c.paused.Load()
+	caps.AutoEnabled = !c.offersOff()
 	return caps
 }
 
@@ -446,26 +495,121 @@ func (c *Client) credentials() (string, secret.Value) {
 	return c.cfg.WorkerID, c.cfg.AuthToken
 }
 
-// Run holds the session until ctx ends or the studio forbids reconnecting
-// (§5.1). It returns nil when ctx ends, an error wrapping ErrAuthFailed on
-// an auth failure, a *FatalError on duplicate_worker / worker_deleted, and
-// an error wrapping ErrReconnectLimit when ReconnectAttempts (if non-zero)
-// consecutive attempts failed. In every case Run returns only after every
-// job it started has returned (their ctx is Run's ctx). Run may be called
-// only once.
+// Run holds the session until ctx ends, Shutdown ends it, or the studio
+// forbids reconnecting (§5.1). It returns nil when ctx ends or after
+// Shutdown, an error wrapping ErrAuthFailed on an auth failure, a
+// *FatalError on duplicate_worker / worker_deleted, and an error wrapping
+// ErrReconnectLimit when ReconnectAttempts (if non-zero) consecutive
+// attempts failed. The end of ctx is a hard stop: the running job is
+// cancelled with it. In every case Run returns only after every job it
+// started has returned. Run may be called only once.
 func (c *Client) Run(ctx context.Context) error {
 	if c.ran.Swap(true) {
+		if c.stopping.Load() {
+			return nil // Shutdown came first
+		}
 		return errors.New("studio: Run called twice")
 	}
+	defer close(c.done)
+	defer context.AfterFunc(ctx, func() { c.cancelJobs(context.Cause(ctx)) })()
+	defer c.jobs.Wait()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { // ends with ctx, at the latest when Run returns
+		select {
+		case <-c.endSessions:
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	err := c.loop(ctx)
+	close(c.loopDone)
 	if ctx.Err() == nil && err != nil {
 		c.log.Error("studio session stopped for good", "error", err)
 	}
 	if id := c.currentJob(); id != "" {
 		c.log.Info("waiting for the running job to finish", "job", id)
 	}
-	c.jobs.Wait()
 	return err
+}
+
+// Shutdown is the graceful stop (I-25), the first SIGTERM's: it refuses
+// every offer from now on (code paused, and heartbeats say
+// autoEnabled:false) and waits until no job holds the slot, then ends the
+// session (close 1000, after a final log flush) and waits for Run to
+// return. A job that is admitted but not yet accepted holds the slot, so
+// it is waited for too.
+//
+// If ctx ends first, the running job is cancelled with ctx's cause (say,
+// "drain timeout 30s passed"), and Shutdown waits for the job to report
+// that failure over the still-open session before it ends it; the runner
+// promises to return promptly once cancelled (see JobRunner.RunJob). The
+// job is cancelled the same way if the session stops for good on its own
+// while Shutdown waits, as no outcome can reach the studio any more.
+//
+// Shutdown returns nil when no job had to be cancelled, else ctx's error
+// (or ErrSessionClosed when the session had stopped). Called before Run,
+// it makes Run return at once. It may be called more than once.
+func (c *Client) Shutdown(ctx context.Context) error {
+	if !c.stopping.Swap(true) {
+		c.log.Debug("shutting down: taking no new offers; waiting for the job slot")
+	}
+	if !c.ran.Swap(true) { // Run never started: nothing runs
+		c.endOnce.Do(func() { close(c.endSessions) })
+		close(c.loopDone)
+		close(c.done)
+		return nil
+	}
+	var err error
+	if err = c.waitIdle(ctx.Done()); err != nil {
+		if err == errShutdownCtx {
+			err = ctx.Err()
+			c.cancelJobs(context.Cause(ctx))
+		} else {
+			c.cancelJobs(err)
+		}
+		c.log.Debug("shutdown: cancelled the running job", "cause", context.Cause(c.jobsCtx))
+		c.waitIdle(nil)
+	}
+	c.endOnce.Do(func() { close(c.endSessions) })
+	<-c.done
+	return err
+}
+
+// errShutdownCtx says Shutdown's ctx ended before the slot was free.
+var errShutdownCtx = errors.New("studio: shutdown deadline")
+
+// waitIdle waits until no job holds the slot. It gives up when stop is
+// closed (errShutdownCtx) or the session loop ended for good
+// (ErrSessionClosed, unless the slot is free by then).
+func (c *Client) waitIdle(stop <-chan struct{}) error {
+	for {
+		freed := c.slotFreed()
+		if !c.busy.Load() {
+			return nil
+		}
+		select {
+		case <-freed:
+		case <-stop:
+			return errShutdownCtx
+		case <-c.loopDone:
+			if !c.busy.Load() {
+				return nil
+			}
+			if stop == nil { // the cancelled job has no session to report to
+				<-c.done
+				return nil
+			}
+			return fmt.Errorf("%w: the studio session stopped for good", ErrSessionClosed)
+		}
+	}
+}
+
+// jobDone hands a job's outcome to Config.JobDone.
+func (c *Client) jobDone(claim *protocol.JobOfferClaim, out Outcome) {
+	if c.cfg.JobDone != nil {
+		c.cfg.JobDone(claim, out)
+	}
 }
 
 func (c *Client) loop(ctx context.Context) error {

@@ -70,13 +70,13 @@ func (r *devRunner) Admit(c *protocol.JobOfferClaim) error {
 	return nil
 }
 
-func (r *devRunner) RunJob(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+func (r *devRunner) RunJob(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) Outcome {
 	r.mu.Lock()
 	f := r.override[c.JobID]
 	r.mu.Unlock()
 	if f != nil {
 		f(ctx, c, rep)
-		return
+		return Outcome{Reported: rep.(*reporter).isReported()}
 	}
 	if c.Task.Kind.Binary() {
 		data := bytes.Repeat([]byte("png!"), 1000)
@@ -84,12 +84,16 @@ func (r *devRunner) RunJob(ctx context.Context, c *protocol.JobOfferClaim, rep R
 		if err != nil {
 			var ue *UploadError
 			retryable := !(errors.As(err, &ue) && ue.Status == 409)
-			rep.Fail(ctx, err.Error(), retryable)
+			ferr := rep.Fail(ctx, err.Error(), retryable)
+			r.errs <- err
+			return Outcome{Err: err, Retryable: retryable, Reported: ferr == nil, ReportErr: ferr}
 		}
-		r.errs <- err
-		return
+		r.errs <- nil
+		return Outcome{Reported: true, ResultBytes: int64(len(data))}
 	}
-	r.errs <- rep.CompleteJSON(ctx, json.RawMessage(`{"object":"chat.completion","choices":[]}`), c.Task.Prompt())
+	err := rep.CompleteJSON(ctx, json.RawMessage(`{"object":"chat.completion","choices":[]}`), c.Task.Prompt())
+	r.errs <- err
+	return Outcome{Reported: err == nil, ReportErr: err}
 }
 
 func (r *devRunner) set(job string, f func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter)) {

@@ -6,7 +6,8 @@
 // The package knows nothing of engines. The job runner implements
 // [JobRunner]; the session admits offers through it and hands each accepted
 // job to RunJob with a [Reporter] that delivers the job's one terminal
-// outcome over the session that accepted it.
+// outcome over the session that accepted it. RunJob returns that
+// [Outcome], which the client hands to Config.JobDone.
 //
 // # Lifecycle
 //
@@ -17,6 +18,12 @@
 // unconditionally, sends close 1000 bounded by CloseTimeout and closes the
 // socket (I-5, I-6). An in-flight job is not touched by teardown: it keeps
 // its slot and its later WebSocket sends fail (§5.2 step 8).
+//
+// [Client.Shutdown] is the graceful stop (I-25): offers are refused as
+// paused, the job in the slot gets until Shutdown's ctx ends to finish and
+// report, then it is cancelled with the ctx's cause and reports its
+// failure over the session, which then closes. The end of Run's ctx is the
+// hard stop: the job is cancelled with it.
 //
 // # Decisions on the spec's open points
 //
@@ -39,9 +46,10 @@
 //   - Offers whose claim fails Validate are rejected with the reason and
 //     no code (the studio counts an attempt); they are never run (I-13).
 //   - Poll/upgrade 401 is an auth failure (never retried, §3.2).
-//   - A runner that returns without reporting is only logged: it may have
-//     put the result in the outbox for later delivery. A runner that panics
-//     gets a fail{retryable:true} sent for it if nothing was reported.
+//   - A runner that returns without reporting sends nothing more: its
+//     [Outcome] says so, and the studio releases the claim when the socket
+//     that accepted the job closes (§7.2). A runner that panics gets a
+//     fail{retryable:true} sent for it if nothing was reported.
 //
 // # Bounds
 //

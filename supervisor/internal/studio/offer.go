@@ -20,8 +20,8 @@ import (
 // logged.
 func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim) {
 	c := s.c
-	if c.paused.Load() {
-		s.refuse(claim, "rejecting offer: worker is paused", nil, protocol.ReasonPaused, protocol.RejectPaused)
+	if c.offersOff() {
+		s.refusePaused(claim)
 		return
 	}
 	if !c.reserve() {
@@ -42,14 +42,19 @@ func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim
 				case <-t.C:
 				case <-ctx.Done():
 				}
-				s.admit(ctx, claim)
+				s.admit(claim)
 			}()
 			return
 		}
 		s.refuse(claim, "rejecting offer: worker is already busy", nil, protocol.ReasonBusy, protocol.RejectBusy)
 		return
 	}
-	s.start(ctx, claim)
+	s.start(claim)
+}
+
+// refusePaused refuses an offer while the worker is paused or stopping.
+func (s *session) refusePaused(claim *protocol.JobOfferClaim) {
+	s.refuse(claim, "rejecting offer: worker is paused", nil, protocol.ReasonPaused, protocol.RejectPaused)
 }
 
 // refuse logs a refused offer (rate-limited, one kind of line per msg) and
@@ -82,36 +87,44 @@ const finishingWait = 2 * time.Second
 
 // admit reserves the slot for an offer that waited for it, or rejects it
 // busy.
-func (s *session) admit(ctx context.Context, claim *protocol.JobOfferClaim) {
+func (s *session) admit(claim *protocol.JobOfferClaim) {
 	if !s.c.reserve() {
 		s.refuse(claim, "rejecting offer: worker is still busy", nil, protocol.ReasonBusy, protocol.RejectBusy)
 		return
 	}
-	s.start(ctx, claim)
+	s.start(claim)
 }
 
 // start validates and admits a claim whose slot is reserved, and starts its
-// job goroutine.
-func (s *session) start(ctx context.Context, claim *protocol.JobOfferClaim) {
+// job goroutine. The pause is checked again now that the slot is held: a
+// Shutdown that found the slot free has set it before, so no job starts
+// after Shutdown saw the worker idle.
+func (s *session) start(claim *protocol.JobOfferClaim) {
 	c := s.c
+	if c.offersOff() {
+		c.releaseSlot()
+		s.refusePaused(claim)
+		return
+	}
 	if err := claim.Validate(); err != nil {
-		c.unreserve()
+		c.releaseSlot()
 		s.refuse(claim, "rejecting invalid offer", err, fmt.Sprintf("invalid offer: %v", err), "")
 		return
 	}
 	if err := c.cfg.Jobs.Admit(claim); err != nil {
-		c.unreserve()
+		c.releaseSlot()
 		s.refuse(claim, "rejecting offer the worker cannot serve", err, err.Error(), rejectCodeOf(err))
 		return
 	}
 	s.log.Info("offer received", "job", clipLog(claim.JobID), "game", clipLog(claim.GameID), "asset", clipLog(claim.AssetName),
 		"model", clipLog(claim.Model), "vram", claim.VramGbEstimate)
 	c.jobs.Add(1)
-	go c.runJob(ctx, s, claim)
+	go c.runJob(c.jobsCtx, s, claim)
 }
 
-// runJob accepts the job, runs it and releases the slot (R4, I-10, I-14).
-// ctx is Run's ctx: the job outlives its session.
+// runJob accepts the job, runs it, hands its outcome on and releases the
+// slot (R4, I-10, I-14). ctx is the jobs' context: the job outlives its
+// session.
 func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOfferClaim) {
 	defer c.jobs.Done()
 	release := sync.OnceFunc(c.releaseSlot)
@@ -135,16 +148,16 @@ func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOffe
 	rep.acceptSeq = seq
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error("job runner panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			if !rep.isReported() {
-				if err := rep.Fail(ctx, fmt.Sprintf("job runner panicked: %v", r), true); err != nil {
-					log.Error("fail send after panic failed", "error", err)
-				}
+			msg := fmt.Sprintf("job runner panicked: %v", r)
+			out := Outcome{Err: errors.New(msg), Retryable: true, Reported: rep.isReported()}
+			if !out.Reported {
+				out.ReportErr = rep.Fail(ctx, msg, true)
+				out.Reported = out.ReportErr == nil
 			}
+			log.Error("job runner panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()), "fail_sent", out.Reported)
+			c.jobDone(claim, out)
 		}
 	}()
-	c.cfg.Jobs.RunJob(ctx, claim, rep)
-	if !rep.isReported() {
-		log.Warn("job runner returned without reporting an outcome")
-	}
+	// The runner logs the job's end; the session only hands it on.
+	c.jobDone(claim, c.cfg.Jobs.RunJob(ctx, claim, rep))
 }

@@ -85,12 +85,11 @@ func (r *reporter) CompleteJSON(ctx context.Context, result json.RawMessage, pro
 	}
 	r.finishing()
 	if _, err := r.s.writeData(protocol.TypeCompleteJSON, data, 0); err != nil {
-		// I-11: never "completed"; no fail frame can follow on this socket.
-		r.log.Error("json result send failed; the job is lost to this session", "error", err)
+		// I-11: never "completed"; no fail frame can follow on this
+		// socket. The runner logs the job's end.
 		return err
 	}
 	r.doneLocked()
-	r.log.Info("json result sent")
 	return nil
 }
 
@@ -135,11 +134,9 @@ func (r *reporter) Fail(ctx context.Context, message string, retryable bool) err
 	}
 	r.finishing()
 	if err := r.s.send(protocol.Fail{JobID: r.jobID, Error: message, Retryable: retryable}); err != nil {
-		r.log.Error("failed to notify studio of job failure", "error", err)
-		return err
+		return err // the runner logs the job's end
 	}
 	r.doneLocked()
-	r.log.Info("job failure reported", "retryable", retryable)
 	return nil
 }
 
@@ -172,7 +169,7 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 		status, body, err := r.uploadOnce(ctx, u, ext, prompt, open, sized)
 		if err == nil && status/100 == 2 {
 			r.doneLocked()
-			r.log.Info("binary upload ok", "attempts", attempt)
+			r.log.Debug("binary upload ok", "attempts", attempt)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -190,8 +187,7 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 		var oe openError
 		retry := !errors.As(err, &oe) && (status == 0 || status >= 500)
 		if !retry || retries >= protocol.UploadRetries {
-			r.log.Error("binary upload failed", "error", last)
-			return last
+			return last // the runner logs the job's end
 		}
 		retries++
 		pause := r.c.cfg.UploadRetryPause * time.Duration(retries)

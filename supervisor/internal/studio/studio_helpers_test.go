@@ -368,11 +368,14 @@ func (sc *studioConn) drop() { sc.ws.UnderlyingConn().Close() }
 
 // fakeRunner is the job runner's place in these tests: function fields.
 type fakeRunner struct {
-	admit   func(*protocol.JobOfferClaim) error
-	run     func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter)
-	started chan string
-	ended   chan string
-	admits  atomic.Int32
+	admit func(*protocol.JobOfferClaim) error
+	run   func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter)
+	// runOutcome, if set, runs the job instead of run and says how it
+	// ended.
+	runOutcome func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) Outcome
+	started    chan string
+	ended      chan string
+	admits     atomic.Int32
 }
 
 func newRunner() *fakeRunner {
@@ -387,12 +390,16 @@ func (r *fakeRunner) Admit(c *protocol.JobOfferClaim) error {
 	return nil
 }
 
-func (r *fakeRunner) RunJob(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+func (r *fakeRunner) RunJob(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) Outcome {
 	r.started <- c.JobID
 	defer func() { r.ended <- c.JobID }()
+	if r.runOutcome != nil {
+		return r.runOutcome(ctx, c, rep)
+	}
 	if r.run != nil {
 		r.run(ctx, c, rep)
 	}
+	return Outcome{Reported: rep.(*reporter).isReported()}
 }
 
 func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
@@ -437,6 +444,8 @@ type worker struct {
 	queue  *logship.Queue
 	cancel context.CancelFunc
 	done   chan error
+	// outcomes gets what Config.JobDone is called with.
+	outcomes chan Outcome
 }
 
 func testConfig(st *testStudio, r *fakeRunner, logs *syncBuffer) Config {
@@ -460,8 +469,14 @@ func testConfig(st *testStudio, r *fakeRunner, logs *syncBuffer) Config {
 // result is nil (tests that expect an error call stop themselves).
 func startWorker(t *testing.T, st *testStudio, tweak func(*Config)) *worker {
 	t.Helper()
-	w := &worker{runner: newRunner(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	w := &worker{runner: newRunner(), logs: &syncBuffer{}, done: make(chan error, 1), outcomes: make(chan Outcome, 100)}
 	cfg := testConfig(st, w.runner, w.logs)
+	cfg.JobDone = func(_ *protocol.JobOfferClaim, out Outcome) {
+		select { // JobDone must not block; tests look at the first ones
+		case w.outcomes <- out:
+		default:
+		}
+	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
