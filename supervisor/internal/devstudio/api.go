@@ -41,6 +41,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/jobs/{id}", s.handleJob)
 	mux.HandleFunc("GET /api/jobs/{id}/result", s.handleResult)
 	mux.HandleFunc("GET /api/models", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog.IDs()) })
+	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
 	mux.HandleFunc("GET /api/workers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Workers()) })
 	mux.HandleFunc("GET /api/workers/{id}/logs", s.handleWorkerLogs)
 	mux.HandleFunc("GET /api/registrations", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Registrations()) })

@@ -110,6 +110,7 @@ type Server struct {
 	regs     map[string]*registration
 	regOrder []*registration
 	nextSess int
+	stats    Stats
 	// changed is closed and replaced on every state change, so waiters can
 	// block on it (a broadcast condition).
 	changed chan struct{}

@@ -316,6 +316,7 @@ func (s *Server) handleFrame(ss *session, f protocol.Frame) {
 			ss.violationLocked("accept for unknown jobId")
 			return
 		}
+		s.stats.Accepts++
 		j.status, j.updated = JobRunning, now
 		s.notifyLocked()
 	case protocol.Reject:
@@ -336,9 +337,11 @@ func (s *Server) handleFrame(ss *session, f protocol.Frame) {
 	case protocol.CompleteJSON:
 		j := s.jobs[v.JobID]
 		if j == nil || j.holder != ss {
+			s.stats.Stray++
 			ss.violationLocked("completeJson for unknown jobId")
 			return
 		}
+		s.stats.Outcomes++
 		s.unholdLocked(j)
 		j.status, j.updated = JobCompleted, now
 		j.result, j.prompt, j.errMsg = v.Result, v.Prompt, ""
@@ -348,9 +351,11 @@ func (s *Server) handleFrame(ss *session, f protocol.Frame) {
 	case protocol.Fail:
 		j := s.jobs[v.JobID]
 		if j == nil || j.holder != ss {
+			s.stats.Stray++
 			ss.violationLocked("fail for unknown jobId")
 			return
 		}
+		s.stats.Outcomes++
 		j.retryable = v.Retryable
 		if v.Retryable {
 			s.releaseLocked(j, v.Error, true)

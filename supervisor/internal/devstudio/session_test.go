@@ -186,6 +186,12 @@ func TestJSONJobLifecycle(t *testing.T) {
 	if o := expect[protocol.Offer](w); o.Claim.JobID != id2 {
 		t.Errorf("got offer %q, want %q", o.Claim.JobID, id2)
 	}
+	// A second outcome for the completed job is stray: refused, and counted.
+	w.send(protocol.CompleteJSON{JobID: id, Result: []byte(`{}`)})
+	w.expectError(protocol.CodeProtocolViolation)
+	if st := s.Stats(); st != (Stats{Accepts: 1, Outcomes: 1, Stray: 1}) {
+		t.Errorf("stats %+v, want 1 accept, 1 outcome, 1 stray", st)
+	}
 }
 
 func TestOfferSelection(t *testing.T) {

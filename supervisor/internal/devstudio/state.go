@@ -139,3 +139,26 @@ func (w *worker) addLogsLocked(entries []protocol.LogEntry, ring int) {
 		w.logs = append([]protocol.LogEntry(nil), w.logs[over:]...)
 	}
 }
+
+// Stats counts what the studio received from workers since it started,
+// for a load run against `stoker studio`, which has no hooks
+// (scripts/fleet.sh): every accepted attempt should end in exactly one
+// outcome.
+type Stats struct {
+	// Accepts counts accept frames for a job offered to that session.
+	Accepts int `json:"accepts"`
+	// Outcomes counts completeJson and fail frames, and stored uploads,
+	// for a job the worker held.
+	Outcomes int `json:"outcomes"`
+	// Stray counts outcomes (frames or uploads) for a job the worker no
+	// longer held: a duplicate, or one that came after its job was
+	// released to another worker.
+	Stray int `json:"stray"`
+}
+
+// Stats returns the counts now (GET /api/stats).
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}

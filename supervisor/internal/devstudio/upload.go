@@ -50,6 +50,7 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) {
 	}
 	j := s.jobs[jobID]
 	if !s.uploadAllowedLocked(j, workerID) {
+		s.stats.Stray++
 		s.mu.Unlock()
 		writeJSONError(w, http.StatusConflict, "job is not claimed by this worker")
 		return
@@ -85,11 +86,13 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	j = s.jobs[jobID]
 	if !s.uploadAllowedLocked(j, workerID) {
+		s.stats.Stray++
 		s.mu.Unlock()
 		os.Remove(res.path)
 		writeJSONError(w, http.StatusConflict, "job is not claimed by this worker")
 		return
 	}
+	s.stats.Outcomes++
 	s.unholdLocked(j)
 	j.status, j.worker, j.errMsg, j.updated = JobCompleted, workerID, "", time.Now()
 	j.resultPath, j.resultExt, j.resultSHA, j.resultSize, j.prompt = res.path, res.ext, res.sha, res.size, res.prompt
