@@ -34,6 +34,9 @@
 //	oom-kernel      allocates until the kernel's OOM killer kills it; refused
 //	                unless the plugin runs in a memory cgroup limited to at most
 //	                1 GiB (see EnvCgroup)
+//	env=<NAME>      llm: answers {"fault":"env","name":NAME,"value":...,"set":...}
+//	                with the plugin's environment variable NAME (what the
+//	                supervisor handed it)
 //	stdout-garbage  writes garbage to the real stdout (fd 1) mid-job, then
 //	                answers normally: after the handshake go-plugin discards
 //	                stdout, so this must not hurt
@@ -87,6 +90,10 @@
 //	                               sample tasks, meets a per-job fault
 //	STOKER_FAULTS_CGROUP=<dir>     join the memory cgroup dir (v1 or v2) before
 //	                               serving, for oom-kernel
+//	STOKER_FAULTS_DEVICE=<file>    report the device the file describes, read
+//	                               at every Describe: one line "<backend>
+//	                               <total bytes> <free bytes> <name>" (a test
+//	                               changes it to see the host follow)
 //
 // STOKER_FAULTS_ONLY_IF_FILE=<path> makes every start-up fault apply only
 // while that file exists, so a test can heal the plugin between launches.

@@ -26,6 +26,7 @@ const (
 	EnvCgroup     = "STOKER_FAULTS_CGROUP"
 	EnvOnlyIfFile = "STOKER_FAULTS_ONLY_IF_FILE"
 	EnvJob        = "STOKER_FAULTS_JOB"
+	EnvDevice     = "STOKER_FAULTS_DEVICE"
 )
 
 // EngineID is the ModelSource engine id the plugin serves.
@@ -78,6 +79,13 @@ func (e *Engine) Describe(ctx context.Context) (*plugins.Description, error) {
 		Device:  plugins.Device{Backend: "cpu", Name: "fault injector"},
 		Ready:   true,
 	}
+	if f := e.env(EnvDevice); f != "" {
+		dev, err := readDevice(f)
+		if err != nil {
+			return nil, fmt.Errorf("faults: %s: %w", EnvDevice, err)
+		}
+		d.Device = dev
+	}
 	switch lie := startFault(e.env, EnvDescribe); lie {
 	case "":
 	case "wrong-contract":
@@ -98,6 +106,25 @@ func (e *Engine) Describe(ctx context.Context) (*plugins.Description, error) {
 		return nil, fmt.Errorf("faults: unknown %s %q", EnvDescribe, lie)
 	}
 	return d, nil
+}
+
+// readDevice reads the device to report from file: one line "<backend>
+// <total bytes> <free bytes> <name...>", read again at every Describe.
+func readDevice(file string) (plugins.Device, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return plugins.Device{}, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 4 {
+		return plugins.Device{}, fmt.Errorf("%s: want \"<backend> <total bytes> <free bytes> <name>\", got %q", file, b)
+	}
+	total, err1 := strconv.ParseUint(f[1], 10, 64)
+	free, err2 := strconv.ParseUint(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return plugins.Device{}, fmt.Errorf("%s: memory %q %q: want byte counts", file, f[1], f[2])
+	}
+	return plugins.Device{Backend: f[0], Name: strings.Join(f[3:], " "), MemoryTotal: total, MemoryFree: free}, nil
 }
 
 // Fault is a parsed prompt: the fault's name and its argument (after '=').
@@ -174,6 +201,15 @@ func (e *Engine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Ev
 			return plugins.Errorf(plugins.ErrEngine, "oom-kernel refused: %w", err)
 		}
 		return allocUntilDead(0, func(n uint64) { _ = ev.Progress(n, 0, "block") })
+	case "env":
+		// What the plugin's environment holds: how a test sees what the
+		// supervisor handed its plugins.
+		v, set := os.LookupEnv(f.Arg)
+		js, err := json.Marshal(map[string]any{"fault": "env", "name": f.Arg, "value": v, "set": set})
+		if err != nil {
+			return err
+		}
+		return ev.Result(js)
 	case "stdout-garbage":
 		writeGarbageStdout()
 	case "break-transport":

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/user"
@@ -64,6 +65,10 @@ type Options struct {
 	// HeartbeatInterval overrides the session's heartbeat interval (the
 	// spec's 5s); tests shorten it to see a pause reach the studio.
 	HeartbeatInterval time.Duration
+	// DeviceRefresh overrides how often each plugin's device (its memory
+	// in the capabilities' vramTotalGb) is read again
+	// (engines.DefaultDeviceRefresh); tests shorten it.
+	DeviceRefresh time.Duration
 	// Environ is the agent's environment (os.Environ() in main). Plugins
 	// get its allow-listed part (plugins.PassEnv and plugin_env), never the
 	// agent's own settings (config.IsSetting, such as STOKER_AUTH_TOKEN).
@@ -127,6 +132,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		StartTimeout:  cfg.PluginStartTimeout.D(),
 		StallTimeout:  cfg.StallTimeout.D(),
 		StallTimeouts: stallTimeouts(cfg),
+		DeviceRefresh: opts.DeviceRefresh,
 		Breaker: engines.Breaker{
 			Crashes:  cfg.PluginCrashLimit,
 			Window:   cfg.PluginCrashWindow.D(),
@@ -277,13 +283,25 @@ func jobTimeouts(cfg *config.Config) map[plugins.TaskKind]time.Duration {
 }
 
 // pluginEnv is the plugins' environment: the allow-listed part of the
-// agent's, without any of the agent's own settings, and the log level.
+// agent's, without any of the agent's own settings, and the log level;
+// with gpu set, that GPU's index in the device libraries' variables (in
+// place of the agent's own) and in plugins.EnvGPU.
 func pluginEnv(cfg *config.Config, environ []string) []string {
 	var out []string
 	for _, kv := range plugins.Env(environ, cfg.PluginEnv) {
-		if name, _, _ := strings.Cut(kv, "="); !config.IsSetting(name) && name != plugins.EnvLogLevel {
-			out = append(out, kv)
+		name, _, _ := strings.Cut(kv, "=")
+		if config.IsSetting(name) || name == plugins.EnvLogLevel || name == plugins.EnvGPU ||
+			cfg.GPU != "" && slices.Contains(plugins.GPUVisibleDevices, name) {
+			continue
 		}
+		out = append(out, kv)
+	}
+	if cfg.GPU != "" {
+		// One agent per GPU: its plugins see that GPU alone.
+		for _, name := range plugins.GPUVisibleDevices {
+			out = append(out, name+"="+cfg.GPU)
+		}
+		out = append(out, plugins.EnvGPU+"="+cfg.GPU)
 	}
 	return append(out, plugins.EnvLogLevel+"="+cfg.LogLevel)
 }
@@ -322,13 +340,14 @@ func (a *Agent) Studio() *studio.Client { return a.client }
 // every heartbeat and is cheap (I-9): no plugin is asked anything.
 func (a *Agent) Capabilities() protocol.WorkerCapabilities {
 	off := a.host.Offerings()
+	vram := a.vramTotalGB()
 	c := protocol.WorkerCapabilities{
 		MachineName:            a.cfg.MachineName,
 		Username:               a.username(),
 		AgentVersion:           Version,
 		Engine:                 "multi",
-		VramTotalGb:            a.vramTotalGB(),
-		VramThresholdGb:        a.cfg.VRAMThresholdGB,
+		VramTotalGb:            vram,
+		VramThresholdGb:        vramThreshold(a.cfg.VRAMThresholdGB, vram),
 		AutoEnabled:            true,
 		AutoStart:              *a.cfg.AutoStart,
 		SupportedModelsPerKind: map[protocol.TaskKind][]string{},
@@ -347,8 +366,29 @@ func (a *Agent) Capabilities() protocol.WorkerCapabilities {
 	return c
 }
 
+// DefaultVRAMThresholdGB is the advertised vramThresholdGb when
+// vram_threshold_gb is not set and no plugin reports a GPU (the spec's
+// default).
+const DefaultVRAMThresholdGB = 12
+
+// vramThreshold is the advertised vramThresholdGb: the configured one, or
+// when that is 0 the device's memory (vram, rounded down to a tenth of a
+// GB, so that a job estimated at exactly the card's size is not promised
+// more than the card has), or DefaultVRAMThresholdGB without a GPU.
+func vramThreshold(configured, vram float32) float32 {
+	switch {
+	case configured > 0:
+		return configured
+	case vram > 0:
+		return float32(math.Floor(float64(vram)*10) / 10)
+	default:
+		return DefaultVRAMThresholdGB
+	}
+}
+
 // vramTotalGB is the largest GPU memory a ready plugin reports (0 when
-// every engine runs on the CPU or none says).
+// every engine runs on the CPU or none says), as its last description
+// said: the engine host asks again every DeviceRefresh.
 func (a *Agent) vramTotalGB() float32 {
 	var most uint64
 	for _, st := range a.host.Status() {

@@ -113,6 +113,8 @@ type crashOptions struct {
 	pluginDir   string // instead of a fresh dir with both plugins
 	stateDir    string // instead of a fresh one
 	logOutput   io.Writer
+	// deviceRefresh is agent.Options.DeviceRefresh (0: the default).
+	deviceRefresh time.Duration
 }
 
 // startCrashStack starts the stack; it stops (and is checked for leftover
@@ -172,7 +174,7 @@ func startCrashStack(tb testing.TB, o crashOptions) *crashStack {
 		hb = 50 * time.Millisecond
 	}
 	go func() {
-		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, HeartbeatInterval: hb, Environ: os.Environ(),
+		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, HeartbeatInterval: hb, Environ: os.Environ(), DeviceRefresh: o.deviceRefresh,
 			Ready: func(a *agent.Agent) { ready <- a }})
 	}()
 	s := &crashStack{studio: srv, frames: frames, cancel: cancel, done: done, stateDir: stateDir}

@@ -43,8 +43,16 @@ type Config struct {
 	// use are evicted. (0: no cap)
 	ModelsMaxBytes int64 `toml:"models_max_bytes"`
 	// VRAMThresholdGB is the largest vramGbEstimate this worker takes.
-	// (12)
+	// (0: the memory of the GPU its plugins report, rounded down to a
+	// tenth of a GB; 12 when none reports a GPU)
 	VRAMThresholdGB float32 `toml:"vram_threshold_gb"`
+	// GPU is the index of the one GPU this agent's plugins use, for one
+	// agent per GPU (the stoker@.service template sets it from its
+	// instance name): the plugins get it as CUDA_VISIBLE_DEVICES,
+	// HIP_VISIBLE_DEVICES and GGML_VK_VISIBLE_DEVICES, in place of the
+	// agent's own, and as STOKER_PLUGIN_GPU. ("": every device the plugins'
+	// libraries find; they use the first)
+	GPU string `toml:"gpu"`
 	// WSReconnectAttempts is how many consecutive failed connects are
 	// retried; 0 means forever. (0)
 	WSReconnectAttempts int `toml:"ws_reconnect_attempts"`
@@ -264,9 +272,6 @@ func (c *Config) setDefaults() error {
 	if c.APIBaseURL == "" {
 		c.APIBaseURL = "https://studio.minis.gg/"
 	}
-	if c.VRAMThresholdGB == 0 {
-		c.VRAMThresholdGB = 12
-	}
 	if c.AutoStart == nil {
 		t := true
 		c.AutoStart = &t
@@ -341,6 +346,18 @@ func (c *Config) Validate() error {
 	}
 	if c.VRAMThresholdGB < 0 {
 		errs = append(errs, fmt.Errorf("vram_threshold_gb %v: must not be negative", c.VRAMThresholdGB))
+	}
+	if c.GPU != "" {
+		if n, err := strconv.Atoi(c.GPU); err != nil || n < 0 {
+			why := ""
+			switch strings.ToLower(c.GPU) {
+			case "cpu", "vulkan", "cuda":
+				// The same variable names the engine build for the
+				// install and build scripts.
+				why = "; STOKER_GPU=" + c.GPU + " is for scripts/install-engines.sh and scripts/build.sh, not for the agent"
+			}
+			errs = append(errs, fmt.Errorf("gpu %q: want the index of a GPU, such as 0%s", c.GPU, why))
+		}
 	}
 	if c.WSReconnectAttempts < 0 {
 		errs = append(errs, fmt.Errorf("ws_reconnect_attempts %d: must not be negative", c.WSReconnectAttempts))

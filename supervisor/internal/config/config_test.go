@@ -56,9 +56,19 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.APIBaseURL != "https://studio.minis.gg/" || c.VRAMThresholdGB != 12 || !*c.AutoStart ||
+	if c.APIBaseURL != "https://studio.minis.gg/" || c.VRAMThresholdGB != 0 || c.GPU != "" || !*c.AutoStart ||
 		c.ModelsRoot != "/tmp/st/models" || c.WSReconnectAttempts != 0 || c.LogLevel != "info" {
 		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestGPU(t *testing.T) {
+	c, err := Load("", []string{"STOKER_STATE_DIR=/tmp/st", "STOKER_GPU=3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GPU != "3" {
+		t.Errorf("gpu = %q, want STOKER_GPU's 3", c.GPU)
 	}
 }
 
@@ -100,6 +110,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad duration", `stall_timeout = "soon"`, nil, "stall_timeout"},
 		{"bad env number", ``, []string{"STOKER_WS_RECONNECT_ATTEMPTS=many"}, "STOKER_WS_RECONNECT_ATTEMPTS"},
 		{"negative attempts", `ws_reconnect_attempts = -1`, nil, "ws_reconnect_attempts"},
+		{"gpu not an index", `gpu = "first"`, nil, `gpu "first": want the index of a GPU`},
+		{"negative gpu", `gpu = "-1"`, nil, `gpu "-1"`},
+		{"gpu as the engine build", ``, []string{"STOKER_GPU=vulkan"}, "STOKER_GPU=vulkan is for scripts/install-engines.sh"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,6 +57,11 @@ type Config struct {
 	// RequirePins makes Start refuse to run a plugin without a pin in
 	// SHA256.
 	RequirePins bool
+	// DeviceRefresh is how often a serving plugin is asked to describe
+	// itself again, so that its device's memory in Status (and from there
+	// in the heartbeats' capabilities) follows the device: the rest of the
+	// answer is kept from its launch. Negative: never. (default 30s)
+	DeviceRefresh time.Duration
 	// Pids, if set, is told of every plugin process as it starts and once
 	// it is gone, so the agent can record them for its start-up reaper.
 	Pids PidRecorder
@@ -100,6 +105,10 @@ func (h *Host) jobTimeout(kind plugins.TaskKind) time.Duration {
 	return 6 * time.Hour
 }
 
+// DefaultDeviceRefresh is how often a serving plugin's device is read
+// again when Config.DeviceRefresh is not set.
+const DefaultDeviceRefresh = 30 * time.Second
+
 // DefaultStallTimeout is the stall window when none is configured. Engines
 // report progress every few seconds at most, so minutes of silence mean a
 // wedged plugin.
@@ -141,6 +150,9 @@ func Start(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DeviceRefresh == 0 {
+		cfg.DeviceRefresh = DefaultDeviceRefresh
 	}
 	h := &Host{cfg: cfg, log: cfg.Logger.Named("engines"), jobs: newJobMemory(), changedCh: make(chan struct{}, 1)}
 	seen := map[string]bool{}

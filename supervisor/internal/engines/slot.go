@@ -201,14 +201,17 @@ func (s *slot) supervise(ctx context.Context) {
 			s.host.notify()
 			log.Info("plugin serving", "pid", p.Pid(), "version", d.Version, "engines", d.Engines, "kinds", d.Kinds, "ready", d.Ready, "reason", d.NotReadyReason)
 			started := s.host.cfg.Now()
+			stopRefresh := s.startRefresh(ctx, p)
 			select {
 			case <-ctx.Done():
+				stopRefresh()
 				p.Kill()
 				s.forgetPid(p.Pid())
 				s.stop()
 				return
 			case <-p.Exited():
 			}
+			stopRefresh()
 			st := p.ExitStatus()
 			s.mu.Lock()
 			s.servingCh = make(chan struct{})
@@ -266,6 +269,53 @@ func (s *slot) supervise(ctx context.Context) {
 			s.stop()
 			return
 		}
+	}
+}
+
+// startRefresh asks instance p to describe itself every DeviceRefresh, on
+// a goroutine of its own, and keeps the device of each answer (the rest of
+// the description stays as the launch found it: the routes do not change
+// under a running plugin). An answer that fails or comes late changes
+// nothing; the instance's death is supervise's business. The returned
+// function stops the goroutine and waits for it.
+func (s *slot) startRefresh(ctx context.Context, p *plugins.Plugin) (stop func()) {
+	every := s.host.cfg.DeviceRefresh
+	if every < 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			dctx, dcancel := context.WithTimeout(ctx, s.host.cfg.StartTimeout)
+			d, err := p.Describe(dctx)
+			dcancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.host.log.Debug("device refresh failed", "plugin", s.name, "error", err)
+				}
+				continue
+			}
+			s.mu.Lock()
+			if s.proc == p && s.desc != nil && s.desc.Device != d.Device {
+				nd := *s.desc
+				nd.Device = d.Device
+				s.desc = &nd
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 
