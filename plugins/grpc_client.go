@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,11 +22,16 @@ import (
 // with an engine error naming the breach.
 type grpcClient struct {
 	rpc  enginev1.EngineServiceClient
-	conn grpc.ClientConnInterface // for Run's stream, read with frameCodec
+	conn grpc.ClientConnInterface // for the job streams, read with frameCodec
 	// logs is the plugin's log budget, shared with its stderr lines when
 	// the plugin was launched (see Launch).
 	logs *logBudget
 	now  func() time.Time
+
+	jobsMu sync.Mutex // guards jobs and noJobs; held while a Jobs stream opens
+	jobs   *jobStream // the open Jobs stream, or nil
+	noJobs bool       // the plugin does not serve Jobs
+	closed bool       // close was called: no stream opens any more
 }
 
 func newGRPCClient(c grpc.ClientConnInterface) *grpcClient {
@@ -85,7 +91,18 @@ var validExt = regexp.MustCompile(`^[a-z0-9]{1,8}$`)
 // Plugin.Run turns it into a crash report when the process is gone.
 var errBrokenStream = errors.New("plugin stream broke before the job's outcome")
 
+// Run runs a job on the plugin's Jobs stream, or on a Run stream of its
+// own when the plugin does not serve Jobs (or the Jobs stream is busy
+// reopening).
 func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error {
+	if js := c.jobStream(ctx); js != nil {
+		return js.run(ctx, req, ev)
+	}
+	return c.runStream(ctx, req, ev)
+}
+
+// runStream runs a job on a Run stream of its own.
+func (c *grpcClient) runStream(ctx context.Context, req *RunRequest, ev Events) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // cancels the plugin's job if we return early
 	stream, err := c.conn.NewStream(ctx, &enginev1.EngineService_ServiceDesc.Streams[0],
@@ -101,15 +118,7 @@ func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error 
 		return c.streamErr(ctx, err)
 	}
 	var frame runFrame
-	var (
-		ext       string // output extension, fixed by the first chunk
-		gotOutput bool
-		gotResult bool
-		textBytes int // streamed text so far
-	)
-	breach := func(format string, args ...any) error {
-		return Errorf(ErrEngine, "plugin broke the engine contract: "+format, args...)
-	}
+	st := runChecks{c: c, ev: ev, streamText: req.StreamText}
 	for {
 		err := stream.RecvMsg(&frame)
 		if err == io.EOF {
@@ -118,85 +127,118 @@ func (c *grpcClient) Run(ctx context.Context, req *RunRequest, ev Events) error 
 		if status.Code(err) == codes.ResourceExhausted && ctx.Err() == nil {
 			// gRPC refused a message over the receive limit before reading
 			// it; the stream is gone, the connection and the plugin are not.
-			return breach("a message over the limit of %d bytes (%v)", MaxMessageBytes, status.Convert(err).Message())
+			return overLimit(err)
 		}
 		if err != nil {
 			return c.streamErr(ctx, err)
 		}
-		chunkExt, chunk, resp, err := frame.decode()
-		if err != nil {
-			return breach("%v", err)
-		}
-		if resp == nil {
-			// An output chunk, its data still in frame's buffer.
-			resp = &enginev1.RunResponse{Event: &enginev1.RunResponse_Output{Output: &enginev1.OutputChunk{Ext: chunkExt, Data: chunk}}}
-		}
-		switch e := resp.GetEvent().(type) {
-		case *enginev1.RunResponse_Progress:
-			step, total := e.Progress.GetStep(), e.Progress.GetTotal()
-			if total > 0 {
-				step = min(step, total) // a ratio past 1 helps nobody
-			}
-			err = ev.Progress(step, total, cutTo(e.Progress.GetUnit(), MaxNameBytes))
-		case *enginev1.RunResponse_Log:
-			err = c.log(ev, e.Log.GetLevel(), e.Log.GetMessage())
-		case *enginev1.RunResponse_Output:
-			switch {
-			case gotResult:
-				return breach("output chunk after a JSON result")
-			case !validExt.MatchString(e.Output.GetExt()):
-				return breach("output extension %q is not 1-8 lowercase letters or digits", e.Output.GetExt())
-			case gotOutput && e.Output.GetExt() != ext:
-				return breach("output extension changed from %q to %q", ext, e.Output.GetExt())
-			}
-			ext, gotOutput = e.Output.GetExt(), true
-			err = ev.Output(ext, e.Output.GetData())
-		case *enginev1.RunResponse_Text:
-			piece := e.Text.GetText()
-			textBytes += len(piece)
-			switch {
-			case !req.StreamText:
-				return breach("streamed text the request did not ask for")
-			case gotResult || gotOutput:
-				return breach("streamed text after the result")
-			case len(piece) > MaxTextPieceBytes:
-				return breach("a streamed text piece of %d bytes, over the limit of %d", len(piece), MaxTextPieceBytes)
-			case textBytes > MaxResultBytes:
-				return Errorf(ErrBadInput, "the streamed text is over the limit of %d bytes on a result", MaxResultBytes)
-			}
-			err = StreamText(ev, piece)
-		case *enginev1.RunResponse_Result:
-			js := e.Result.GetJson()
-			switch {
-			case gotResult || gotOutput:
-				return breach("a second result")
-			case len(js) > MaxResultBytes:
-				// Every node has the same bound: another attempt would
-				// fail the same way.
-				return Errorf(ErrBadInput, "the JSON result is %d bytes, over the limit of %d bytes on a result", len(js), MaxResultBytes)
-			case !isJSONContainer(js):
-				return breach("result is not a JSON object or array")
-			}
-			gotResult = true
-			err = ev.Result(js)
-		case *enginev1.RunResponse_Error:
-			c.reportDropped(ev)
-			return jobErrorFromProto(e.Error)
-		case *enginev1.RunResponse_Done:
-			c.reportDropped(ev)
-			if !gotOutput && !gotResult {
-				return breach("job finished with neither output nor result")
-			}
-			return nil
-		default:
-			return breach("unknown event %T", e)
-		}
-		if err != nil {
-			// The receiver is gone (it cancelled the job or could not take
-			// the output); its error is the outcome.
-			return err
+		if done, outcome := st.event(frame.buf); done {
+			return outcome
 		}
 	}
+}
+
+// breach is the outcome of a job whose plugin broke the engine contract.
+func breach(format string, args ...any) error {
+	return Errorf(ErrEngine, "plugin broke the engine contract: "+format, args...)
+}
+
+// overLimit is the outcome of a job whose plugin sent a message over the
+// host's receive limit (err is gRPC's refusal).
+func overLimit(err error) error {
+	return breach("a message over the limit of %d bytes (%v)", MaxMessageBytes, status.Convert(err).Message())
+}
+
+// runChecks passes one run's events on to ev, checking each against the
+// contract.
+type runChecks struct {
+	c          *grpcClient
+	ev         Events
+	streamText bool   // the request asked for streamed text
+	ext        string // output extension, fixed by the first chunk
+	gotOutput  bool
+	gotResult  bool
+	textBytes  int // streamed text so far
+}
+
+// event handles one RunResponse in its wire form. done reports that the
+// run is over, with outcome its result: a terminal event, a breach of the
+// contract, or an error from ev (the receiver is gone: it cancelled the
+// job or could not take the output).
+func (st *runChecks) event(buf []byte) (done bool, outcome error) {
+	chunkExt, chunk, resp, err := decodeEvent(buf)
+	if err != nil {
+		return true, breach("%v", err)
+	}
+	if resp == nil {
+		// An output chunk, its data still in the frame's buffer.
+		resp = &enginev1.RunResponse{Event: &enginev1.RunResponse_Output{Output: &enginev1.OutputChunk{Ext: chunkExt, Data: chunk}}}
+	}
+	ev := st.ev
+	switch e := resp.GetEvent().(type) {
+	case *enginev1.RunResponse_Progress:
+		step, total := e.Progress.GetStep(), e.Progress.GetTotal()
+		if total > 0 {
+			step = min(step, total) // a ratio past 1 helps nobody
+		}
+		err = ev.Progress(step, total, cutTo(e.Progress.GetUnit(), MaxNameBytes))
+	case *enginev1.RunResponse_Log:
+		err = st.c.log(ev, e.Log.GetLevel(), e.Log.GetMessage())
+	case *enginev1.RunResponse_Output:
+		switch {
+		case st.gotResult:
+			return true, breach("output chunk after a JSON result")
+		case !validExt.MatchString(e.Output.GetExt()):
+			return true, breach("output extension %q is not 1-8 lowercase letters or digits", e.Output.GetExt())
+		case st.gotOutput && e.Output.GetExt() != st.ext:
+			return true, breach("output extension changed from %q to %q", st.ext, e.Output.GetExt())
+		}
+		st.ext, st.gotOutput = e.Output.GetExt(), true
+		err = ev.Output(st.ext, e.Output.GetData())
+	case *enginev1.RunResponse_Text:
+		piece := e.Text.GetText()
+		st.textBytes += len(piece)
+		switch {
+		case !st.streamText:
+			return true, breach("streamed text the request did not ask for")
+		case st.gotResult || st.gotOutput:
+			return true, breach("streamed text after the result")
+		case len(piece) > MaxTextPieceBytes:
+			return true, breach("a streamed text piece of %d bytes, over the limit of %d", len(piece), MaxTextPieceBytes)
+		case st.textBytes > MaxResultBytes:
+			return true, Errorf(ErrBadInput, "the streamed text is over the limit of %d bytes on a result", MaxResultBytes)
+		}
+		err = StreamText(ev, piece)
+	case *enginev1.RunResponse_Result:
+		js := e.Result.GetJson()
+		switch {
+		case st.gotResult || st.gotOutput:
+			return true, breach("a second result")
+		case len(js) > MaxResultBytes:
+			// Every node has the same bound: another attempt would
+			// fail the same way.
+			return true, Errorf(ErrBadInput, "the JSON result is %d bytes, over the limit of %d bytes on a result", len(js), MaxResultBytes)
+		case !isJSONContainer(js):
+			return true, breach("result is not a JSON object or array")
+		}
+		st.gotResult = true
+		err = ev.Result(js)
+	case *enginev1.RunResponse_Error:
+		st.c.reportDropped(ev)
+		return true, jobErrorFromProto(e.Error)
+	case *enginev1.RunResponse_Done:
+		st.c.reportDropped(ev)
+		if !st.gotOutput && !st.gotResult {
+			return true, breach("job finished with neither output nor result")
+		}
+		return true, nil
+	default:
+		return true, breach("unknown event %T", e)
+	}
+	if err != nil {
+		return true, err
+	}
+	return false, nil
 }
 
 // log passes a job's log line on, cut to MaxLogBytes, if the plugin's log

@@ -111,9 +111,35 @@ type Plugin struct {
 	// budget (shared with the job log events of grpcClient).
 	log *budgetLogger
 	// oomFile is where the plugin's cgroup counts OOM kills, found on the
-	// first Run (a plugin may move itself into a cgroup before it serves)
-	// and read before and after each job.
+	// first Run (a plugin may move itself into a cgroup before it serves).
 	oomFile func() string
+
+	oomMu sync.Mutex // guards the two below
+	// oomCount is the count last read from oomFile (oomOK: it could be
+	// read), at oomAt.
+	oomCount uint64
+	oomOK    bool
+	oomAt    time.Time
+}
+
+// oomStale is how old the OOM kill count read before a job may be. A sysfs
+// read costs tens of microseconds, which a short job would wait for if the
+// count were read before each; a count up to a second old can only make a
+// SIGKILL that follows an OOM kill in the plugin's cgroup within that
+// second count as out of memory, which under that memory pressure it most
+// likely is.
+const oomStale = time.Second
+
+// oomBaseline returns the cgroup's OOM kill count before a job: the last
+// count read, or a fresh one when that is older than oomStale.
+func (p *Plugin) oomBaseline(file string) (uint64, bool) {
+	p.oomMu.Lock()
+	defer p.oomMu.Unlock()
+	if now := time.Now(); now.Sub(p.oomAt) > oomStale {
+		p.oomCount, p.oomOK = oomKillCount(file)
+		p.oomAt = now
+	}
+	return p.oomCount, p.oomOK
 }
 
 var _ Engine = (*Plugin)(nil)
@@ -207,6 +233,11 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 	}
 	gc.logs = budget
 	p.grpcClient = gc
+	// The job stream opens now, so the first job finds it ready; a plugin
+	// that does not serve it is given each job on a Run stream.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartTimeout)
+	defer cancel()
+	gc.openJobStream(ctx)
 	return p, nil
 }
 
@@ -244,6 +275,7 @@ func (p *Plugin) StderrTail() []string { return p.tail.Lines() }
 // its process group. It blocks until the process is gone and may be called
 // more than once.
 func (p *Plugin) Kill() {
+	p.closeJobs()
 	p.client.Kill()
 	if p.proc != nil {
 		_ = p.proc.Kill(context.Background())
@@ -261,6 +293,7 @@ func (p *Plugin) KillNow() {
 		_ = p.proc.Kill(context.Background())
 		<-p.proc.exited
 	}
+	p.stopJobs()
 	p.client.Kill()
 	p.log.reportDropped()
 }
@@ -288,19 +321,8 @@ const crashGrace = 2 * time.Second
 // the stream broke but the process lives on (a broken transport), Run kills
 // the process, which is of no further use, and reports a crash saying so.
 func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
-	// The counter is read beside the job, not before it: a sysfs read costs
-	// tens of microseconds that a short job would wait for. A job that
-	// dies before the read is done is classified by its last words alone.
 	oomFile := p.oomFile()
-	type reading struct {
-		n  uint64
-		ok bool
-	}
-	before := make(chan reading, 1)
-	go func() {
-		n, ok := oomKillCount(oomFile)
-		before <- reading{n, ok}
-	}()
+	oomBefore, oomKnown := p.oomBaseline(oomFile)
 	err := p.grpcClient.Run(ctx, req, ev)
 	if !errors.Is(err, errBrokenStream) {
 		return err
@@ -347,8 +369,6 @@ func (p *Plugin) Run(ctx context.Context, req *RunRequest, ev Events) error {
 	if sig := p.tail.Signal(); je.Signal == "" && sig != "" {
 		je.Signal = sig
 	}
-	b := <-before
-	oomBefore, oomKnown := b.n, b.ok
 	if oomAfter, ok := oomKillCount(oomFile); st.Signal == "SIGKILL" && oomKnown && ok && oomAfter > oomBefore {
 		je.Kind = ErrOutOfMemory
 		je.Message = fmt.Sprintf("plugin %s was killed by the kernel's OOM killer mid-job (memory cgroup oom_kill %d -> %d)", name, oomBefore, oomAfter)

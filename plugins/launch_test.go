@@ -96,6 +96,18 @@ func (e *testEngine) Run(ctx context.Context, req *plugins.RunRequest, ev plugin
 		return ev.Result([]byte(`"just a string"`))
 	case "lie-nothing":
 		return nil
+	case "wire-job":
+		job, ok := plugins.WireJob(ctx)
+		js, _ := json.Marshal(map[string]any{"job": job, "jobs": ok})
+		return ev.Result(js)
+	case "progress-flood":
+		// Far more reports than any host takes; none may wait for it.
+		for i := range uint64(progressFlood) {
+			if err := ev.Progress(i+1, progressFlood, "token"); err != nil {
+				return err
+			}
+		}
+		return ev.Result([]byte(`{"flooded":true}`))
 	case "hang":
 		e.log.Info("hanging until cancelled")
 		if err := ev.Progress(0, 1, "token"); err != nil {

@@ -56,26 +56,92 @@ const (
 // (valid until the next receive), or, for any other event, as a decoded
 // RunResponse.
 func (f *runFrame) decode() (ext string, data []byte, resp *enginev1.RunResponse, err error) {
-	if ext, data, ok := f.outputChunk(); ok {
+	return decodeEvent(f.buf)
+}
+
+// decodeEvent returns the RunResponse in buf as an output chunk whose data
+// aliases buf, or, for any other event, decoded.
+func decodeEvent(buf []byte) (ext string, data []byte, resp *enginev1.RunResponse, err error) {
+	if ext, data, ok := outputChunk(buf); ok {
 		return ext, data, nil, nil
 	}
 	resp = &enginev1.RunResponse{}
-	if err := proto.Unmarshal(f.buf, resp); err != nil {
+	if err := proto.Unmarshal(buf, resp); err != nil {
 		return "", nil, nil, fmt.Errorf("decode run event: %w", err)
 	}
 	return "", nil, resp, nil
 }
 
+// JobsResponse's fields, as numbered in engine.proto.
+const (
+	jobsJobField   protowire.Number = 1
+	jobsEventField protowire.Number = 2
+)
+
+// jobsEvent splits a JobsResponse in its wire form into its job and its
+// event's wire form (aliasing buf; nil when absent). A message the plain
+// walk cannot split (fields repeated or unknown, as protobuf would merge
+// or skip them) is decoded by protobuf and its event encoded again.
+func jobsEvent(buf []byte) (job uint64, event []byte, err error) {
+	var gotJob, gotEvent bool
+	rest := buf
+	for len(rest) > 0 {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return jobsEventSlow(buf)
+		}
+		rest = rest[n:]
+		switch {
+		case num == jobsJobField && typ == protowire.VarintType && !gotJob:
+			v, m := protowire.ConsumeVarint(rest)
+			if m < 0 {
+				return jobsEventSlow(buf)
+			}
+			job, gotJob, rest = v, true, rest[m:]
+		case num == jobsEventField && typ == protowire.BytesType && !gotEvent:
+			v, m := protowire.ConsumeBytes(rest)
+			if m < 0 {
+				return jobsEventSlow(buf)
+			}
+			event, gotEvent, rest = v, true, rest[m:]
+		default:
+			return jobsEventSlow(buf)
+		}
+	}
+	if gotEvent && event == nil {
+		event = []byte{} // present and empty: an event with nothing set
+	}
+	return job, event, nil
+}
+
+func jobsEventSlow(buf []byte) (uint64, []byte, error) {
+	var m enginev1.JobsResponse
+	if err := proto.Unmarshal(buf, &m); err != nil {
+		return 0, nil, fmt.Errorf("decode job event: %w", err)
+	}
+	if m.Event == nil {
+		return m.GetJob(), nil, nil
+	}
+	b, err := proto.Marshal(m.Event)
+	if err != nil {
+		return 0, nil, fmt.Errorf("decode job event: %w", err)
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return m.GetJob(), b, nil
+}
+
 // outputChunk parses a RunResponse that is exactly one OutputChunk with at
 // most one ext and one data field. Anything else, including a message
 // protobuf would merge from repeated fields, is left to the general path.
-func (f *runFrame) outputChunk() (ext string, data []byte, ok bool) {
-	num, typ, n := protowire.ConsumeTag(f.buf)
+func outputChunk(buf []byte) (ext string, data []byte, ok bool) {
+	num, typ, n := protowire.ConsumeTag(buf)
 	if n < 0 || num != outputField || typ != protowire.BytesType {
 		return "", nil, false
 	}
-	inner, m := protowire.ConsumeBytes(f.buf[n:])
-	if m < 0 || n+m != len(f.buf) {
+	inner, m := protowire.ConsumeBytes(buf[n:])
+	if m < 0 || n+m != len(buf) {
 		return "", nil, false
 	}
 	var gotExt, gotData bool

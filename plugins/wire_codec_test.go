@@ -60,7 +60,7 @@ func FuzzRunFrameDecode(f *testing.F) {
 	f.Add([]byte{0x1a, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr := runFrame{buf: b}
-		ext, data, ok := fr.outputChunk()
+		ext, data, ok := outputChunk(fr.buf)
 		if !ok {
 			return
 		}
@@ -71,6 +71,54 @@ func FuzzRunFrameDecode(f *testing.F) {
 		out := want.GetOutput()
 		if out == nil || out.GetExt() != ext || !bytes.Equal(out.GetData(), data) {
 			t.Fatalf("fast path %q %q, protobuf %v", ext, data, &want)
+		}
+	})
+}
+
+// FuzzJobsEvent: whatever the bytes, the walk that splits a JobsResponse
+// agrees with protobuf's own decoding of it, or leaves an event that does
+// not decode.
+func FuzzJobsEvent(f *testing.F) {
+	wrap := func(m *enginev1.JobsResponse) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	chunk := &enginev1.RunResponse{Event: &enginev1.RunResponse_Output{Output: &enginev1.OutputChunk{Ext: "png", Data: []byte("data")}}}
+	f.Add(wrap(&enginev1.JobsResponse{}))
+	f.Add(wrap(&enginev1.JobsResponse{Job: 7, Event: chunk}))
+	f.Add(wrap(&enginev1.JobsResponse{Job: 1 << 40, Event: &enginev1.RunResponse{}}))
+	f.Add(append(wrap(&enginev1.JobsResponse{Job: 1}), wrap(&enginev1.JobsResponse{Job: 2, Event: chunk})...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		job, event, err := jobsEvent(b)
+		var want enginev1.JobsResponse
+		werr := proto.Unmarshal(b, &want)
+		if err != nil && werr == nil {
+			t.Fatalf("jobsEvent error %v, protobuf none", err)
+		}
+		if err != nil {
+			return
+		}
+		if werr != nil {
+			// The walk leaves the event to be decoded on its own (the
+			// run's checks do it), where the bad bytes must show.
+			var ev enginev1.RunResponse
+			if event == nil || proto.Unmarshal(event, &ev) == nil {
+				t.Fatalf("jobsEvent split bytes protobuf rejects (%v) into a good event %x", werr, event)
+			}
+			return
+		}
+		if job != want.GetJob() || (event == nil) != (want.Event == nil) {
+			t.Fatalf("job %d event %x; protobuf %v", job, event, &want)
+		}
+		if event == nil {
+			return
+		}
+		var got enginev1.RunResponse
+		if err := proto.Unmarshal(event, &got); err != nil || !proto.Equal(&got, want.Event) {
+			t.Fatalf("event %v (%v), protobuf %v", &got, err, want.Event)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/stokerhq/stoker/plugins"
 )
@@ -58,12 +59,26 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.
 // rawKey is the context key of a Run's raw sender.
 type rawKey struct{}
 
-// rawSender sends raw events on a Run stream. It must not be used while
-// the SDK's Events may send on the same stream: the faults engine uses one
-// or the other, never both at once.
-type rawSender struct{ stream grpc.ServerStream }
+// rawSender sends raw events on a Run stream, or on the Jobs stream
+// wrapped in a JobsResponse for job (when wrap is set). It must not be used
+// while the SDK's Events may send on the same stream: the faults engine
+// uses one or the other, never both at once.
+type rawSender struct {
+	stream grpc.ServerStream
+	job    uint64
+	wrap   bool
+}
 
-func (s rawSender) send(b []byte) error { return s.stream.SendMsg(rawEvent(b)) }
+func (s rawSender) send(b []byte) error {
+	if s.wrap {
+		w := protowire.AppendTag(nil, 1, protowire.VarintType)
+		w = protowire.AppendVarint(w, s.job)
+		w = protowire.AppendTag(w, 2, protowire.BytesType)
+		w = protowire.AppendVarint(w, uint64(len(b)))
+		b = append(w, b...)
+	}
+	return s.stream.SendMsg(rawEvent(b))
+}
 
 // rawInterceptor gives each stream's handler a context carrying the
 // stream's raw sender.
@@ -87,5 +102,6 @@ func rawFrom(ctx context.Context) (rawSender, error) {
 	if !ok {
 		return rawSender{}, errNoRawWire
 	}
+	s.job, s.wrap = plugins.WireJob(ctx)
 	return s, nil
 }

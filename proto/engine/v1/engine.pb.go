@@ -1334,6 +1334,192 @@ func (x *VideoTask) GetExt() string {
 	return ""
 }
 
+// JobsRequest is one message from the host on the Jobs stream.
+type JobsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job, numbered by the host: unique on the stream, never 0.
+	Job uint64 `protobuf:"varint,1,opt,name=job,proto3" json:"job,omitempty"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*JobsRequest_Run
+	//	*JobsRequest_Cancel
+	Msg           isJobsRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobsRequest) Reset() {
+	*x = JobsRequest{}
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobsRequest) ProtoMessage() {}
+
+func (x *JobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
+func (*JobsRequest) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *JobsRequest) GetJob() uint64 {
+	if x != nil {
+		return x.Job
+	}
+	return 0
+}
+
+func (x *JobsRequest) GetMsg() isJobsRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *JobsRequest) GetRun() *RunRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*JobsRequest_Run); ok {
+			return x.Run
+		}
+	}
+	return nil
+}
+
+func (x *JobsRequest) GetCancel() *CancelJob {
+	if x != nil {
+		if x, ok := x.Msg.(*JobsRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
+type isJobsRequest_Msg interface {
+	isJobsRequest_Msg()
+}
+
+type JobsRequest_Run struct {
+	// Start the job.
+	Run *RunRequest `protobuf:"bytes,2,opt,name=run,proto3,oneof"`
+}
+
+type JobsRequest_Cancel struct {
+	// Cancel the job; it ends with its terminal event as usual (which the
+	// host may no longer wait for).
+	Cancel *CancelJob `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
+}
+
+func (*JobsRequest_Run) isJobsRequest_Msg() {}
+
+func (*JobsRequest_Cancel) isJobsRequest_Msg() {}
+
+type CancelJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelJob) Reset() {
+	*x = CancelJob{}
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelJob) ProtoMessage() {}
+
+func (x *CancelJob) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelJob.ProtoReflect.Descriptor instead.
+func (*CancelJob) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+}
+
+// JobsResponse is one event of a job on the Jobs stream.
+type JobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job the event belongs to; 0 only for the greeting.
+	Job uint64 `protobuf:"varint,1,opt,name=job,proto3" json:"job,omitempty"`
+	// Absent only in the greeting.
+	Event         *RunResponse `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobsResponse) Reset() {
+	*x = JobsResponse{}
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobsResponse) ProtoMessage() {}
+
+func (x *JobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
+func (*JobsResponse) Descriptor() ([]byte, []int) {
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *JobsResponse) GetJob() uint64 {
+	if x != nil {
+		return x.Job
+	}
+	return 0
+}
+
+func (x *JobsResponse) GetEvent() *RunResponse {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 // RunResponse is one event of a running job: something it produced, or its
 // end.
 type RunResponse struct {
@@ -1354,7 +1540,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1552,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[15]
+	mi := &file_engine_v1_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1565,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{15}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunResponse) GetEvent() isRunResponse_Event {
@@ -1514,7 +1700,7 @@ type TextDelta struct {
 
 func (x *TextDelta) Reset() {
 	*x = TextDelta{}
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1712,7 @@ func (x *TextDelta) String() string {
 func (*TextDelta) ProtoMessage() {}
 
 func (x *TextDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[16]
+	mi := &file_engine_v1_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1725,7 @@ func (x *TextDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextDelta.ProtoReflect.Descriptor instead.
 func (*TextDelta) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{16}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TextDelta) GetText() string {
@@ -1561,7 +1747,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1759,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[17]
+	mi := &file_engine_v1_engine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1772,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{17}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Progress) GetStep() uint64 {
@@ -1621,7 +1807,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1819,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[18]
+	mi := &file_engine_v1_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1832,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogLine) GetLevel() string {
@@ -1675,7 +1861,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1873,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[19]
+	mi := &file_engine_v1_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1886,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OutputChunk) GetExt() string {
@@ -1727,7 +1913,7 @@ type JsonResult struct {
 
 func (x *JsonResult) Reset() {
 	*x = JsonResult{}
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1925,7 @@ func (x *JsonResult) String() string {
 func (*JsonResult) ProtoMessage() {}
 
 func (x *JsonResult) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[20]
+	mi := &file_engine_v1_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1938,7 @@ func (x *JsonResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JsonResult.ProtoReflect.Descriptor instead.
 func (*JsonResult) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JsonResult) GetJson() []byte {
@@ -1774,7 +1960,7 @@ type JobError struct {
 
 func (x *JobError) Reset() {
 	*x = JobError{}
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1972,7 @@ func (x *JobError) String() string {
 func (*JobError) ProtoMessage() {}
 
 func (x *JobError) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[21]
+	mi := &file_engine_v1_engine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1985,7 @@ func (x *JobError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobError.ProtoReflect.Descriptor instead.
 func (*JobError) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobError) GetKind() string {
@@ -1825,7 +2011,7 @@ type Done struct {
 
 func (x *Done) Reset() {
 	*x = Done{}
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +2023,7 @@ func (x *Done) String() string {
 func (*Done) ProtoMessage() {}
 
 func (x *Done) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[22]
+	mi := &file_engine_v1_engine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +2036,7 @@ func (x *Done) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Done.ProtoReflect.Descriptor instead.
 func (*Done) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
 }
 
 type ListResidentRequest struct {
@@ -1861,7 +2047,7 @@ type ListResidentRequest struct {
 
 func (x *ListResidentRequest) Reset() {
 	*x = ListResidentRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2059,7 @@ func (x *ListResidentRequest) String() string {
 func (*ListResidentRequest) ProtoMessage() {}
 
 func (x *ListResidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[23]
+	mi := &file_engine_v1_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2072,7 @@ func (x *ListResidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResidentRequest.ProtoReflect.Descriptor instead.
 func (*ListResidentRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
 }
 
 type ListResidentResponse struct {
@@ -1898,7 +2084,7 @@ type ListResidentResponse struct {
 
 func (x *ListResidentResponse) Reset() {
 	*x = ListResidentResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2096,7 @@ func (x *ListResidentResponse) String() string {
 func (*ListResidentResponse) ProtoMessage() {}
 
 func (x *ListResidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[24]
+	mi := &file_engine_v1_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2109,7 @@ func (x *ListResidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResidentResponse.ProtoReflect.Descriptor instead.
 func (*ListResidentResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListResidentResponse) GetModels() []*ResidentModel {
@@ -1944,7 +2130,7 @@ type ResidentModel struct {
 
 func (x *ResidentModel) Reset() {
 	*x = ResidentModel{}
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2142,7 @@ func (x *ResidentModel) String() string {
 func (*ResidentModel) ProtoMessage() {}
 
 func (x *ResidentModel) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[25]
+	mi := &file_engine_v1_engine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2155,7 @@ func (x *ResidentModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResidentModel.ProtoReflect.Descriptor instead.
 func (*ResidentModel) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResidentModel) GetModel() string {
@@ -2002,7 +2188,7 @@ type UnloadRequest struct {
 
 func (x *UnloadRequest) Reset() {
 	*x = UnloadRequest{}
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2200,7 @@ func (x *UnloadRequest) String() string {
 func (*UnloadRequest) ProtoMessage() {}
 
 func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[26]
+	mi := &file_engine_v1_engine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2213,7 @@ func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadRequest.ProtoReflect.Descriptor instead.
 func (*UnloadRequest) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UnloadRequest) GetModel() string {
@@ -2045,7 +2231,7 @@ type UnloadResponse struct {
 
 func (x *UnloadResponse) Reset() {
 	*x = UnloadResponse{}
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2243,7 @@ func (x *UnloadResponse) String() string {
 func (*UnloadResponse) ProtoMessage() {}
 
 func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_v1_engine_proto_msgTypes[27]
+	mi := &file_engine_v1_engine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2256,7 @@ func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadResponse.ProtoReflect.Descriptor instead.
 func (*UnloadResponse) Descriptor() ([]byte, []int) {
-	return file_engine_v1_engine_proto_rawDescGZIP(), []int{27}
+	return file_engine_v1_engine_proto_rawDescGZIP(), []int{30}
 }
 
 var File_engine_v1_engine_proto protoreflect.FileDescriptor
@@ -2195,7 +2381,16 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x03fps\x18\x04 \x01(\rR\x03fps\x12\x14\n" +
 	"\x05width\x18\x05 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\x06 \x01(\rR\x06height\x12\x10\n" +
-	"\x03ext\x18\a \x01(\tR\x03ext\"\x85\x03\n" +
+	"\x03ext\x18\a \x01(\tR\x03ext\"\x8f\x01\n" +
+	"\vJobsRequest\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\x04R\x03job\x120\n" +
+	"\x03run\x18\x02 \x01(\v2\x1c.stoker.engine.v1.RunRequestH\x00R\x03run\x125\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x1b.stoker.engine.v1.CancelJobH\x00R\x06cancelB\x05\n" +
+	"\x03msg\"\v\n" +
+	"\tCancelJob\"U\n" +
+	"\fJobsResponse\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\x04R\x03job\x123\n" +
+	"\x05event\x18\x02 \x01(\v2\x1d.stoker.engine.v1.RunResponseR\x05event\"\x85\x03\n" +
 	"\vRunResponse\x128\n" +
 	"\bprogress\x18\x01 \x01(\v2\x1a.stoker.engine.v1.ProgressH\x00R\bprogress\x12-\n" +
 	"\x03log\x18\x02 \x01(\v2\x19.stoker.engine.v1.LogLineH\x00R\x03log\x127\n" +
@@ -2233,10 +2428,11 @@ const file_engine_v1_engine_proto_rawDesc = "" +
 	"\x11last_used_unix_ms\x18\x03 \x01(\x03R\x0elastUsedUnixMs\"%\n" +
 	"\rUnloadRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\"\x10\n" +
-	"\x0eUnloadResponse2\xd4\x02\n" +
+	"\x0eUnloadResponse2\x9f\x03\n" +
 	"\rEngineService\x12Q\n" +
 	"\bDescribe\x12!.stoker.engine.v1.DescribeRequest\x1a\".stoker.engine.v1.DescribeResponse\x12D\n" +
-	"\x03Run\x12\x1c.stoker.engine.v1.RunRequest\x1a\x1d.stoker.engine.v1.RunResponse0\x01\x12]\n" +
+	"\x03Run\x12\x1c.stoker.engine.v1.RunRequest\x1a\x1d.stoker.engine.v1.RunResponse0\x01\x12I\n" +
+	"\x04Jobs\x12\x1d.stoker.engine.v1.JobsRequest\x1a\x1e.stoker.engine.v1.JobsResponse(\x010\x01\x12]\n" +
 	"\fListResident\x12%.stoker.engine.v1.ListResidentRequest\x1a&.stoker.engine.v1.ListResidentResponse\x12K\n" +
 	"\x06Unload\x12\x1f.stoker.engine.v1.UnloadRequest\x1a .stoker.engine.v1.UnloadResponseB5Z3github.com/stokerhq/stoker/proto/engine/v1;enginev1b\x06proto3"
 
@@ -2252,7 +2448,7 @@ func file_engine_v1_engine_proto_rawDescGZIP() []byte {
 	return file_engine_v1_engine_proto_rawDescData
 }
 
-var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_engine_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_engine_v1_engine_proto_goTypes = []any{
 	(*DescribeRequest)(nil),      // 0: stoker.engine.v1.DescribeRequest
 	(*DescribeResponse)(nil),     // 1: stoker.engine.v1.DescribeResponse
@@ -2269,19 +2465,22 @@ var file_engine_v1_engine_proto_goTypes = []any{
 	(*AudioSttTask)(nil),         // 12: stoker.engine.v1.AudioSttTask
 	(*AudioTtsTask)(nil),         // 13: stoker.engine.v1.AudioTtsTask
 	(*VideoTask)(nil),            // 14: stoker.engine.v1.VideoTask
-	(*RunResponse)(nil),          // 15: stoker.engine.v1.RunResponse
-	(*TextDelta)(nil),            // 16: stoker.engine.v1.TextDelta
-	(*Progress)(nil),             // 17: stoker.engine.v1.Progress
-	(*LogLine)(nil),              // 18: stoker.engine.v1.LogLine
-	(*OutputChunk)(nil),          // 19: stoker.engine.v1.OutputChunk
-	(*JsonResult)(nil),           // 20: stoker.engine.v1.JsonResult
-	(*JobError)(nil),             // 21: stoker.engine.v1.JobError
-	(*Done)(nil),                 // 22: stoker.engine.v1.Done
-	(*ListResidentRequest)(nil),  // 23: stoker.engine.v1.ListResidentRequest
-	(*ListResidentResponse)(nil), // 24: stoker.engine.v1.ListResidentResponse
-	(*ResidentModel)(nil),        // 25: stoker.engine.v1.ResidentModel
-	(*UnloadRequest)(nil),        // 26: stoker.engine.v1.UnloadRequest
-	(*UnloadResponse)(nil),       // 27: stoker.engine.v1.UnloadResponse
+	(*JobsRequest)(nil),          // 15: stoker.engine.v1.JobsRequest
+	(*CancelJob)(nil),            // 16: stoker.engine.v1.CancelJob
+	(*JobsResponse)(nil),         // 17: stoker.engine.v1.JobsResponse
+	(*RunResponse)(nil),          // 18: stoker.engine.v1.RunResponse
+	(*TextDelta)(nil),            // 19: stoker.engine.v1.TextDelta
+	(*Progress)(nil),             // 20: stoker.engine.v1.Progress
+	(*LogLine)(nil),              // 21: stoker.engine.v1.LogLine
+	(*OutputChunk)(nil),          // 22: stoker.engine.v1.OutputChunk
+	(*JsonResult)(nil),           // 23: stoker.engine.v1.JsonResult
+	(*JobError)(nil),             // 24: stoker.engine.v1.JobError
+	(*Done)(nil),                 // 25: stoker.engine.v1.Done
+	(*ListResidentRequest)(nil),  // 26: stoker.engine.v1.ListResidentRequest
+	(*ListResidentResponse)(nil), // 27: stoker.engine.v1.ListResidentResponse
+	(*ResidentModel)(nil),        // 28: stoker.engine.v1.ResidentModel
+	(*UnloadRequest)(nil),        // 29: stoker.engine.v1.UnloadRequest
+	(*UnloadResponse)(nil),       // 30: stoker.engine.v1.UnloadResponse
 }
 var file_engine_v1_engine_proto_depIdxs = []int32{
 	2,  // 0: stoker.engine.v1.DescribeResponse.models:type_name -> stoker.engine.v1.KindModels
@@ -2296,27 +2495,32 @@ var file_engine_v1_engine_proto_depIdxs = []int32{
 	13, // 9: stoker.engine.v1.Task.audio_tts:type_name -> stoker.engine.v1.AudioTtsTask
 	14, // 10: stoker.engine.v1.Task.video:type_name -> stoker.engine.v1.VideoTask
 	11, // 11: stoker.engine.v1.LlmTask.messages:type_name -> stoker.engine.v1.ChatMessage
-	17, // 12: stoker.engine.v1.RunResponse.progress:type_name -> stoker.engine.v1.Progress
-	18, // 13: stoker.engine.v1.RunResponse.log:type_name -> stoker.engine.v1.LogLine
-	19, // 14: stoker.engine.v1.RunResponse.output:type_name -> stoker.engine.v1.OutputChunk
-	20, // 15: stoker.engine.v1.RunResponse.result:type_name -> stoker.engine.v1.JsonResult
-	21, // 16: stoker.engine.v1.RunResponse.error:type_name -> stoker.engine.v1.JobError
-	22, // 17: stoker.engine.v1.RunResponse.done:type_name -> stoker.engine.v1.Done
-	16, // 18: stoker.engine.v1.RunResponse.text:type_name -> stoker.engine.v1.TextDelta
-	25, // 19: stoker.engine.v1.ListResidentResponse.models:type_name -> stoker.engine.v1.ResidentModel
-	0,  // 20: stoker.engine.v1.EngineService.Describe:input_type -> stoker.engine.v1.DescribeRequest
-	4,  // 21: stoker.engine.v1.EngineService.Run:input_type -> stoker.engine.v1.RunRequest
-	23, // 22: stoker.engine.v1.EngineService.ListResident:input_type -> stoker.engine.v1.ListResidentRequest
-	26, // 23: stoker.engine.v1.EngineService.Unload:input_type -> stoker.engine.v1.UnloadRequest
-	1,  // 24: stoker.engine.v1.EngineService.Describe:output_type -> stoker.engine.v1.DescribeResponse
-	15, // 25: stoker.engine.v1.EngineService.Run:output_type -> stoker.engine.v1.RunResponse
-	24, // 26: stoker.engine.v1.EngineService.ListResident:output_type -> stoker.engine.v1.ListResidentResponse
-	27, // 27: stoker.engine.v1.EngineService.Unload:output_type -> stoker.engine.v1.UnloadResponse
-	24, // [24:28] is the sub-list for method output_type
-	20, // [20:24] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	4,  // 12: stoker.engine.v1.JobsRequest.run:type_name -> stoker.engine.v1.RunRequest
+	16, // 13: stoker.engine.v1.JobsRequest.cancel:type_name -> stoker.engine.v1.CancelJob
+	18, // 14: stoker.engine.v1.JobsResponse.event:type_name -> stoker.engine.v1.RunResponse
+	20, // 15: stoker.engine.v1.RunResponse.progress:type_name -> stoker.engine.v1.Progress
+	21, // 16: stoker.engine.v1.RunResponse.log:type_name -> stoker.engine.v1.LogLine
+	22, // 17: stoker.engine.v1.RunResponse.output:type_name -> stoker.engine.v1.OutputChunk
+	23, // 18: stoker.engine.v1.RunResponse.result:type_name -> stoker.engine.v1.JsonResult
+	24, // 19: stoker.engine.v1.RunResponse.error:type_name -> stoker.engine.v1.JobError
+	25, // 20: stoker.engine.v1.RunResponse.done:type_name -> stoker.engine.v1.Done
+	19, // 21: stoker.engine.v1.RunResponse.text:type_name -> stoker.engine.v1.TextDelta
+	28, // 22: stoker.engine.v1.ListResidentResponse.models:type_name -> stoker.engine.v1.ResidentModel
+	0,  // 23: stoker.engine.v1.EngineService.Describe:input_type -> stoker.engine.v1.DescribeRequest
+	4,  // 24: stoker.engine.v1.EngineService.Run:input_type -> stoker.engine.v1.RunRequest
+	15, // 25: stoker.engine.v1.EngineService.Jobs:input_type -> stoker.engine.v1.JobsRequest
+	26, // 26: stoker.engine.v1.EngineService.ListResident:input_type -> stoker.engine.v1.ListResidentRequest
+	29, // 27: stoker.engine.v1.EngineService.Unload:input_type -> stoker.engine.v1.UnloadRequest
+	1,  // 28: stoker.engine.v1.EngineService.Describe:output_type -> stoker.engine.v1.DescribeResponse
+	18, // 29: stoker.engine.v1.EngineService.Run:output_type -> stoker.engine.v1.RunResponse
+	17, // 30: stoker.engine.v1.EngineService.Jobs:output_type -> stoker.engine.v1.JobsResponse
+	27, // 31: stoker.engine.v1.EngineService.ListResident:output_type -> stoker.engine.v1.ListResidentResponse
+	30, // 32: stoker.engine.v1.EngineService.Unload:output_type -> stoker.engine.v1.UnloadResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_engine_v1_engine_proto_init() }
@@ -2335,6 +2539,10 @@ func file_engine_v1_engine_proto_init() {
 	file_engine_v1_engine_proto_msgTypes[9].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[10].OneofWrappers = []any{}
 	file_engine_v1_engine_proto_msgTypes[15].OneofWrappers = []any{
+		(*JobsRequest_Run)(nil),
+		(*JobsRequest_Cancel)(nil),
+	}
+	file_engine_v1_engine_proto_msgTypes[18].OneofWrappers = []any{
 		(*RunResponse_Progress)(nil),
 		(*RunResponse_Log)(nil),
 		(*RunResponse_Output)(nil),
@@ -2349,7 +2557,7 @@ func file_engine_v1_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_v1_engine_proto_rawDesc), len(file_engine_v1_engine_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

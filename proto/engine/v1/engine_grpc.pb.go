@@ -32,6 +32,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	EngineService_Describe_FullMethodName     = "/stoker.engine.v1.EngineService/Describe"
 	EngineService_Run_FullMethodName          = "/stoker.engine.v1.EngineService/Run"
+	EngineService_Jobs_FullMethodName         = "/stoker.engine.v1.EngineService/Jobs"
 	EngineService_ListResident_FullMethodName = "/stoker.engine.v1.EngineService/ListResident"
 	EngineService_Unload_FullMethodName       = "/stoker.engine.v1.EngineService/Unload"
 )
@@ -49,6 +50,16 @@ type EngineServiceClient interface {
 	// a terminal event (RunResponse.done or RunResponse.error). Cancelling the call
 	// cancels the job.
 	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunResponse], error)
+	// Jobs carries many jobs, one after another or at once, over one
+	// long-lived stream, so that a job costs no stream set-up. The host opens
+	// it once per plugin process and keeps it open; the plugin first sends a
+	// JobsResponse with job 0 and no event (its greeting), then for every
+	// JobsRequest.run the events Run would have streamed, each tagged with
+	// the job, ending with a terminal event. JobsRequest.cancel cancels a
+	// job, as cancelling a Run call does. A plugin that does not serve Jobs
+	// (the host sees Unimplemented instead of the greeting) is given each job
+	// through Run.
+	Jobs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[JobsRequest, JobsResponse], error)
 	// ListResident lists the models the plugin holds in memory.
 	ListResident(ctx context.Context, in *ListResidentRequest, opts ...grpc.CallOption) (*ListResidentResponse, error)
 	// Unload frees one resident model; unloading a model that is not resident
@@ -93,6 +104,19 @@ func (c *engineServiceClient) Run(ctx context.Context, in *RunRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EngineService_RunClient = grpc.ServerStreamingClient[RunResponse]
 
+func (c *engineServiceClient) Jobs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[JobsRequest, JobsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EngineService_ServiceDesc.Streams[1], EngineService_Jobs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[JobsRequest, JobsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EngineService_JobsClient = grpc.BidiStreamingClient[JobsRequest, JobsResponse]
+
 func (c *engineServiceClient) ListResident(ctx context.Context, in *ListResidentRequest, opts ...grpc.CallOption) (*ListResidentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListResidentResponse)
@@ -126,6 +150,16 @@ type EngineServiceServer interface {
 	// a terminal event (RunResponse.done or RunResponse.error). Cancelling the call
 	// cancels the job.
 	Run(*RunRequest, grpc.ServerStreamingServer[RunResponse]) error
+	// Jobs carries many jobs, one after another or at once, over one
+	// long-lived stream, so that a job costs no stream set-up. The host opens
+	// it once per plugin process and keeps it open; the plugin first sends a
+	// JobsResponse with job 0 and no event (its greeting), then for every
+	// JobsRequest.run the events Run would have streamed, each tagged with
+	// the job, ending with a terminal event. JobsRequest.cancel cancels a
+	// job, as cancelling a Run call does. A plugin that does not serve Jobs
+	// (the host sees Unimplemented instead of the greeting) is given each job
+	// through Run.
+	Jobs(grpc.BidiStreamingServer[JobsRequest, JobsResponse]) error
 	// ListResident lists the models the plugin holds in memory.
 	ListResident(context.Context, *ListResidentRequest) (*ListResidentResponse, error)
 	// Unload frees one resident model; unloading a model that is not resident
@@ -146,6 +180,9 @@ func (UnimplementedEngineServiceServer) Describe(context.Context, *DescribeReque
 }
 func (UnimplementedEngineServiceServer) Run(*RunRequest, grpc.ServerStreamingServer[RunResponse]) error {
 	return status.Error(codes.Unimplemented, "method Run not implemented")
+}
+func (UnimplementedEngineServiceServer) Jobs(grpc.BidiStreamingServer[JobsRequest, JobsResponse]) error {
+	return status.Error(codes.Unimplemented, "method Jobs not implemented")
 }
 func (UnimplementedEngineServiceServer) ListResident(context.Context, *ListResidentRequest) (*ListResidentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListResident not implemented")
@@ -202,6 +239,13 @@ func _EngineService_Run_Handler(srv interface{}, stream grpc.ServerStream) error
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EngineService_RunServer = grpc.ServerStreamingServer[RunResponse]
+
+func _EngineService_Jobs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EngineServiceServer).Jobs(&grpc.GenericServerStream[JobsRequest, JobsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EngineService_JobsServer = grpc.BidiStreamingServer[JobsRequest, JobsResponse]
 
 func _EngineService_ListResident_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListResidentRequest)
@@ -264,6 +308,12 @@ var EngineService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Run",
 			Handler:       _EngineService_Run_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Jobs",
+			Handler:       _EngineService_Jobs_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "engine/v1/engine.proto",
