@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/stokerhq/stoker/plugins"
 )
@@ -76,18 +75,13 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 		return ev.Progress(uint64(done), uint64(total), "prompt_token")
 	}
 
-	// Token progress goes out from its own goroutine, so the decode loop
-	// never waits for a round trip to the host.
-	gctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	pump := newProgressPump(gctx, ev, cancel, uint64(p.maxTokens))
 	var out []byte
 	stops := slices.DeleteFunc(slices.Clone(task.Stop), func(s string) bool { return s == "" })
 	// The answer's text goes out token by token when the host asks
 	// (a local API client streaming it); nothing is sent otherwise.
 	text := plugins.NewTextStream(req, ev, stops)
-	lastProgress, generated := start, 0
-	res, err := ent.m.generate(gctx, p, func(tok int32, piece []byte) error {
+	generated := 0
+	res, err := ent.m.generate(ctx, p, func(tok int32, piece []byte) error {
 		generated++
 		prev := len(out)
 		out = append(out, piece...)
@@ -98,20 +92,17 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 		if err := text.Update(out); err != nil {
 			return err
 		}
-		if now := e.now(); now.Sub(lastProgress) >= e.progressEvery {
-			lastProgress = now
-			pump.set(uint64(generated))
+		// Every token: the SDK's Progress only records the newest value
+		// (latest wins) and never waits for the host.
+		if err := ev.Progress(uint64(generated), uint64(p.maxTokens), "token"); err != nil {
+			// The host stopped taking progress: it is gone.
+			return fmt.Errorf("report progress: %w", err)
 		}
 		return nil
 	})
-	pump.stop()
 	if err != nil {
 		if ctx.Err() != nil {
 			return errCancelled(ctx.Err())
-		}
-		if cause := context.Cause(gctx); cause != nil && gctx.Err() != nil {
-			// The host stopped taking progress: it is gone.
-			return fmt.Errorf("report progress: %w", cause)
 		}
 		return err
 	}
@@ -210,65 +201,4 @@ func splitThink(text string) (content, reasoning string, found bool) {
 		return strings.TrimSpace(c), strings.TrimSpace(r), true
 	}
 	return strings.TrimSpace(text), "", false
-}
-
-// progressPump sends token progress from its own goroutine, latest value
-// first: repeated updates while a send is in flight collapse into one. A
-// failed send cancels the generation through cancel.
-type progressPump struct {
-	ev     plugins.Events
-	total  uint64
-	cancel context.CancelCauseFunc
-
-	mu   sync.Mutex // guards step
-	step uint64
-
-	poke chan struct{} // one slot: "step changed"
-	quit chan struct{}
-	done chan struct{}
-}
-
-// newProgressPump starts the pump; stop ends it.
-func newProgressPump(ctx context.Context, ev plugins.Events, cancel context.CancelCauseFunc, total uint64) *progressPump {
-	p := &progressPump{ev: ev, total: total, cancel: cancel,
-		poke: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
-	go p.loop(ctx)
-	return p
-}
-
-// set records step and wakes the pump without blocking.
-func (p *progressPump) set(step uint64) {
-	p.mu.Lock()
-	p.step = step
-	p.mu.Unlock()
-	select {
-	case p.poke <- struct{}{}:
-	default:
-	}
-}
-
-func (p *progressPump) loop(ctx context.Context) {
-	defer close(p.done)
-	for {
-		select {
-		case <-p.quit:
-			return
-		case <-ctx.Done():
-			return
-		case <-p.poke:
-			p.mu.Lock()
-			step := p.step
-			p.mu.Unlock()
-			if err := p.ev.Progress(step, p.total, "token"); err != nil {
-				p.cancel(err)
-				return
-			}
-		}
-	}
-}
-
-// stop ends the pump and waits for it; it may be called once.
-func (p *progressPump) stop() {
-	close(p.quit)
-	<-p.done
 }

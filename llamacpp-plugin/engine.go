@@ -36,10 +36,6 @@ const (
 	// defaultContextSize is the KV-cache size when cliDefaults.contextSize
 	// is absent (spec §6.3), capped at the model's trained context.
 	defaultContextSize = 8192
-	// progressInterval is the least time between two progress events during
-	// generation; one more follows the last token. Prompt processing reports
-	// after every chunk of promptChunk tokens.
-	progressInterval = 50 * time.Millisecond
 	// promptChunk is how many prompt tokens one llama_decode call takes
 	// (llama.cpp's default micro-batch, so chunking changes no arithmetic).
 	promptChunk = 512
@@ -57,10 +53,7 @@ type engine struct {
 	// gpuLayers is how many of a model's layers go to the GPU when the
 	// library has a GPU device (STOKER_LLAMA_GPU_LAYERS; default -1: all).
 	gpuLayers int
-	// progressEvery is the least time between two progress events while
-	// generating (default progressInterval; 0: every token).
-	progressEvery time.Duration
-	now           func() time.Time
+	now       func() time.Time
 
 	models *residency.Set[*entry] // the resident models
 }
@@ -84,11 +77,10 @@ func newEngine(log hclog.Logger) *engine {
 		log = hclog.NewNullLogger()
 	}
 	e := &engine{
-		log:           log,
-		threads:       defaultThreads(),
-		gpuLayers:     -1,
-		progressEvery: progressInterval,
-		now:           time.Now,
+		log:       log,
+		threads:   defaultThreads(),
+		gpuLayers: -1,
+		now:       time.Now,
 	}
 	e.models = residency.New(func(ent *entry) { ent.m.free() }, residency.Options{
 		Budget: defaultMemoryBudget,

@@ -35,7 +35,6 @@ func checkCompletion(t *testing.T, r *plugintest.Recorder, err error) {
 func TestOverGRPC(t *testing.T) {
 	path := writeTiny(t, t.TempDir())
 	e := testEngine(t)
-	e.progressEvery = 0
 	host := plugintest.Connect(t, e)
 	plugintest.Conformance(t, host,
 		plugintest.Case{Name: "chat", Req: *llmRequest("tiny-llama", path, "Hello there"), Check: checkCompletion},

@@ -483,7 +483,6 @@ func TestJSONSchemaEnforced(t *testing.T) {
 func TestCancellation(t *testing.T) {
 	path := writeTiny(t, t.TempDir())
 	e := testEngine(t)
-	e.progressEvery = 0 // a progress event per token
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req := longRequest(path)
@@ -589,7 +588,6 @@ func TestGrammarsParseInLlamaCpp(t *testing.T) {
 func TestUnloadDuringJob(t *testing.T) {
 	path := writeTiny(t, t.TempDir())
 	e := testEngine(t)
-	e.progressEvery = 0
 	req := llmRequest("tiny-llama", path, "Hello there")
 	req.Task.LLM.MaxTokens = 32
 	var during []plugins.ResidentModel
@@ -635,7 +633,6 @@ func TestLongRequestRunsItsBudget(t *testing.T) {
 func TestHostGoneStopsGeneration(t *testing.T) {
 	path := writeTiny(t, t.TempDir())
 	e := testEngine(t)
-	e.progressEvery = 0
 	for _, unit := range []string{"prompt_token", "token"} {
 		rec := &recorder{goneOn: unit}
 		err := e.Run(context.Background(), longRequest(path), rec)

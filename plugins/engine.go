@@ -61,9 +61,11 @@ type Events interface {
 	// Progress reports step of total units done ("step", "token",
 	// "sample", "byte"...). The host's stall watchdog counts any event as a
 	// sign of life, so long-running engines should report at least every few
-	// seconds. Report as often as is convenient: the SDK forwards the first
-	// event of a run, the last (step == total) and at most one every 100 ms
-	// in between.
+	// seconds. Report as often as is convenient: progress is state, not a
+	// queue. In a plugin (Serve) Progress records the newest value and
+	// returns without waiting on the host; the SDK sends the first value of
+	// a run at once, then at most one every 100 ms, always the newest, and
+	// the value pending when Run returns before the outcome.
 	Progress(step, total uint64, unit string) error
 	// Log ships a job-related line to the operator's log (and the studio's
 	// log stream). level is "debug", "info", "warn" or "error". A line
