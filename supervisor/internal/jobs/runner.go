@@ -76,6 +76,14 @@ type TextReporter interface {
 	Text(piece string) error
 }
 
+// FailureReporter is a studio.Reporter that takes a failure with its
+// type (the local API's: it answers each kind of failure with its own
+// HTTP status). The runner calls FailJob instead of Fail on it.
+type FailureReporter interface {
+	studio.Reporter
+	FailJob(ctx context.Context, je *plugins.JobError, message string) error
+}
+
 // Runner runs accepted jobs. It implements studio.JobRunner.
 type Runner struct {
 	cfg Config
@@ -381,7 +389,12 @@ func (r *Runner) fail(ctx context.Context, rep studio.Reporter, err error) studi
 	rctx, cancel := r.reportCtx(ctx)
 	defer cancel()
 	out := studio.Outcome{Err: je, Retryable: je.Retryable()}
-	out.ReportErr = rep.Fail(rctx, FailMessage(je), je.Retryable())
+	msg := FailMessage(je)
+	if fr, ok := rep.(FailureReporter); ok {
+		out.ReportErr = fr.FailJob(rctx, je, msg)
+	} else {
+		out.ReportErr = rep.Fail(rctx, msg, je.Retryable())
+	}
 	out.Reported = out.ReportErr == nil
 	return out
 }

@@ -49,6 +49,12 @@ type Config struct {
 	// refused). Model files never come from file:// URLs.
 	AllowFileDir string
 
+	// LocalInputDir is where the agent's local API puts the files uploaded
+	// with a local job (audio to transcribe), under random names and for
+	// the job's time only; file:// inputs inside it are allowed as inside
+	// AllowFileDir. (default "": none)
+	LocalInputDir string
+
 	// Allow lists the networks ("10.1.0.0/16"), addresses ("127.0.0.1",
 	// "::1") and host names ("mirror.lan") the store may connect to besides
 	// public addresses (default none: loopback, private, link-local and
@@ -179,6 +185,8 @@ func (c Config) validate() error {
 		return errors.New("negative duration")
 	case c.AllowFileDir != "" && !filepath.IsAbs(c.AllowFileDir):
 		return errors.New("allow file dir must be absolute")
+	case c.LocalInputDir != "" && !filepath.IsAbs(c.LocalInputDir):
+		return errors.New("local input dir must be absolute")
 	}
 	return nil
 }

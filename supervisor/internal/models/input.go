@@ -106,9 +106,10 @@ func (s *Store) fetchInput(ctx context.Context, rawURL string, kind InputKind, d
 }
 
 // openFileInput opens a file:// input, which must resolve (symlinks
-// followed) to a regular file inside Config.AllowFileDir and fit the limit.
+// followed) to a regular file inside Config.AllowFileDir or
+// Config.LocalInputDir and fit the limit.
 func (s *Store) openFileInput(u *url.URL) (io.ReadCloser, error) {
-	if s.cfg.AllowFileDir == "" {
+	if s.cfg.AllowFileDir == "" && s.cfg.LocalInputDir == "" {
 		return nil, refusedf("file:// inputs are not allowed")
 	}
 	if u.Host != "" && !strings.EqualFold(u.Host, "localhost") {
@@ -117,15 +118,24 @@ func (s *Store) openFileInput(u *url.URL) (io.ReadCloser, error) {
 	if u.Path == "" || !filepath.IsAbs(u.Path) {
 		return nil, refusedf("file:// url has no absolute path")
 	}
-	allow, err := filepath.EvalSymlinks(s.cfg.AllowFileDir)
-	if err != nil {
-		return nil, fmt.Errorf("allowed file dir: %w", err)
-	}
 	real, err := filepath.EvalSymlinks(filepath.Clean(u.Path))
 	if err != nil {
 		return nil, err
 	}
-	if rel, err := filepath.Rel(allow, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+	inside := false
+	for _, dir := range []string{s.cfg.AllowFileDir, s.cfg.LocalInputDir} {
+		if dir == "" {
+			continue
+		}
+		allow, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return nil, fmt.Errorf("allowed file dir: %w", err)
+		}
+		if rel, err := filepath.Rel(allow, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			inside = true
+		}
+	}
+	if !inside {
 		return nil, refusedf("file %s is outside the allowed directory", u.Path)
 	}
 	f, err := os.Open(real)
