@@ -14,6 +14,9 @@ cd "$root"
 . scripts/setup-env.sh
 
 bash scripts/install-engines.sh
+# OpenAI's Node client, for the tests of the local API's OpenAI routes.
+STOKER_OPENAI_NODE_MODULES=$(bash scripts/openai-client.sh)
+export STOKER_OPENAI_NODE_MODULES
 stoker_pkg_config_path=${PKG_CONFIG_PATH:-}
 # shellcheck source=engines/env.sh
 . scripts/engines/env.sh

@@ -16,6 +16,7 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/devmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/httpguard"
+	"github.com/stokerhq/stoker/supervisor/internal/localmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/registration"
 	"github.com/stokerhq/stoker/supervisor/internal/secret"
 )
@@ -126,8 +127,13 @@ func runDev(ctx context.Context, cfg *config.Config, log hclog.InterceptLogger, 
 	if err := registration.Reset(cfg.StateDir); err != nil {
 		return err
 	}
+	// The local API's jobs run on the same models as the dev studio's.
+	local := localModels(cat)
+	if cfg.LocalDefaultModel == config.DefaultLocalModel {
+		cfg.LocalDefaultModel = "tiny-sd"
+	}
 	log.Info("dev studio running; open the dashboard to submit jobs", "dashboard", srv.URL()+"/", "models", cat.IDs())
-	return agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 200 * time.Millisecond, Environ: os.Environ()})
+	return agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 200 * time.Millisecond, Environ: os.Environ(), LocalModels: local})
 }
 
 func runStudio(ctx context.Context, args []string, sio stdio) error {
@@ -194,6 +200,20 @@ func (h *hostList) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// localModels are the dev studio catalog's models, for the local model
+// catalog.
+func localModels(cat *devstudio.Catalog) []localmodels.Model {
+	var out []localmodels.Model
+	for _, id := range cat.IDs() {
+		e, ok := cat.Get(id)
+		if !ok || localmodels.CheckID(id) != nil {
+			continue
+		}
+		out = append(out, localmodels.Model{ID: id, Engine: e.Source.Engine, Files: e.Source.Files, CliDefaults: e.Source.CliDefaults})
+	}
+	return out
 }
 
 // loadCatalog returns the dev studio's catalog: the file at path (which

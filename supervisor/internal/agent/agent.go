@@ -25,7 +25,10 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/config"
 	"github.com/stokerhq/stoker/supervisor/internal/engines"
 	"github.com/stokerhq/stoker/supervisor/internal/jobs"
+	"github.com/stokerhq/stoker/supervisor/internal/jobslot"
 	"github.com/stokerhq/stoker/supervisor/internal/localapi"
+	"github.com/stokerhq/stoker/supervisor/internal/localjobs"
+	"github.com/stokerhq/stoker/supervisor/internal/localmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/logship"
 	"github.com/stokerhq/stoker/supervisor/internal/models"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
@@ -44,6 +47,8 @@ func ModelStoreConfig(cfg *config.Config, log hclog.Logger) models.Config {
 		Logger:       log,
 		AllowFileDir: cfg.InputFileDir,
 		Allow:        cfg.FetchAllow,
+		// Local jobs' uploads (audio to transcribe) are read from here.
+		LocalInputDir: localInputDir(cfg.StateDir),
 	}
 }
 
@@ -69,6 +74,10 @@ type Options struct {
 	// in the capabilities' vramTotalGb) is read again
 	// (engines.DefaultDeviceRefresh); tests shorten it.
 	DeviceRefresh time.Duration
+	// LocalModels are put into the local model catalog at every start,
+	// replacing models of the same id (-dev puts the dev studio's models
+	// there, whose URLs name its address). (none)
+	LocalModels []localmodels.Model
 	// Environ is the agent's environment (os.Environ() in main). Plugins
 	// get its allow-listed part (plugins.PassEnv and plugin_env), never the
 	// agent's own settings (config.IsSetting, such as STOKER_AUTH_TOKEN).
@@ -86,11 +95,20 @@ type Agent struct {
 	queue  *logship.Queue
 
 	status *status
-	api    *localapi.Server // nil when listen is off
+	api    *localapi.Server   // nil when listen is off
+	slot   *jobslot.Slot      // the node's one job slot, studio and local jobs
+	local  *localjobs.Service // nil when the local job routes are off
 
 	mu   sync.Mutex // guards user
 	user string
 }
+
+// LocalJobs returns the local jobs service, or nil when its routes are
+// off.
+func (a *Agent) LocalJobs() *localjobs.Service { return a.local }
+
+// Slot returns the node's job slot.
+func (a *Agent) Slot() *jobslot.Slot { return a.slot }
 
 // LocalAPI returns the local API server, or nil when listen is off.
 func (a *Agent) LocalAPI() *localapi.Server { return a.api }
@@ -168,14 +186,27 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	a := &Agent{cfg: cfg, log: log, host: host, runner: runner, queue: queue}
+	a := &Agent{cfg: cfg, log: log, host: host, runner: runner, queue: queue, slot: jobslot.New(cfg.LocalQueue)}
 	a.status = &status{a: a, started: time.Now(), tally: tally}
 	if cfg.Listen != "" {
+		var routes []localapi.Route
+		if *cfg.LocalJobs {
+			svc, rs, err := a.startLocalJobs(a.slot, opts.LocalModels)
+			if err != nil {
+				return fmt.Errorf("local jobs: %w", err)
+			}
+			// Runs after the local API's Close (deferred later), which
+			// lets requests in flight finish for its shutdown timeout,
+			// then cuts them and so cancels their jobs; this waits for
+			// the jobs.
+			defer svc.Close()
+			a.local, routes = svc, rs
+		}
 		// Up before registration, so an operator sees "waiting for approval".
 		api, err := localapi.New(localapi.Config{
 			Addr: cfg.Listen, Source: a.status, Controls: a.status, Resident: a.status, Logger: log,
 			TokenFile: filepath.Join(cfg.StateDir, localapi.TokenFile), AllowedHosts: cfg.AllowedHosts,
-			Collectors: []prometheus.Collector{tally},
+			Collectors: []prometheus.Collector{tally}, Routes: routes,
 		})
 		if err != nil {
 			return err
@@ -213,6 +244,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		Capabilities:      a.Capabilities,
 		Jobs:              runner,
 		JobDone:           a.status.jobDone,
+		Slot:              studioSlot{a.slot},
 		Logs:              queue,
 		Logger:            log,
 		HTTPClient:        &http.Client{Timeout: protocol.HTTPTimeout},

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,15 +79,56 @@ func (e2eEngine) Describe(context.Context) (*plugins.Description, error) {
 func (e2eEngine) Run(ctx context.Context, req *plugins.RunRequest, ev plugins.Events) error {
 	switch req.Task.Kind {
 	case plugins.KindImage:
-		n := int64(req.Task.Image.Width) * int64(req.Task.Image.Height)
-		return synthetic.Blob(req.Task.Image.Prompt, n, outputWriter{ev})
-	case plugins.KindLLM:
 		if req.Task.Prompt() == "engine-error" {
 			return plugins.Errorf(plugins.ErrEngine, "the e2e engine refuses: model weights unreadable")
 		}
-		return ev.Result([]byte(`{"object":"chat.completion","choices":[]}`))
+		n := int64(req.Task.Image.Width) * int64(req.Task.Image.Height)
+		return synthetic.Blob(req.Task.Image.Prompt, n, outputWriter{ev})
+	case plugins.KindLLM:
+		n := e2eInFlight.Add(1)
+		defer e2eInFlight.Add(-1)
+		for m := e2eMaxInFlight.Load(); n > m && !e2eMaxInFlight.CompareAndSwap(m, n); m = e2eMaxInFlight.Load() {
+		}
+		prompt := req.Task.Prompt()
+		if prompt == "engine-error" {
+			return plugins.Errorf(plugins.ErrEngine, "the e2e engine refuses: model weights unreadable")
+		}
+		if dir, ok := strings.CutPrefix(prompt, "gate:"); ok {
+			if err := waitGate(ctx, dir, req.JobID); err != nil {
+				return err
+			}
+		}
+		// The engine's own count of jobs at once, in this plugin process.
+		return ev.Result(fmt.Appendf(nil, `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"max_in_flight":%d}`, e2eMaxInFlight.Load()))
 	}
 	return plugins.Errorf(plugins.ErrUnsupported, "cannot serve %s", req.Task.Kind)
+}
+
+// e2eInFlight counts the e2e engine's llm runs in flight in this plugin
+// process, and e2eMaxInFlight the most at once: the engine's own witness
+// that the node's one job slot holds.
+var e2eInFlight, e2eMaxInFlight atomic.Int32
+
+// waitGate holds a gated llm job: it marks the job running (a file
+// running-<job> in dir, which the test waits for) and returns once the
+// test creates dir/release. It polls: the plugin is another process, and
+// files are what both sides share.
+func waitGate(ctx context.Context, dir, jobID string) error {
+	if err := os.WriteFile(filepath.Join(dir, "running-"+jobID), nil, 0o600); err != nil {
+		return err
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "release")); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return plugins.Errorf(plugins.ErrCancelled, "gate: %v", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 type outputWriter struct{ ev plugins.Events }

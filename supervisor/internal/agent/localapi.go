@@ -64,7 +64,7 @@ func (s *status) Snapshot() localapi.Snapshot {
 	}
 	if cur, ok := s.a.runner.Current(); ok {
 		snap.Job = &localapi.Job{
-			ID: cur.JobID, Model: cur.Model, Engine: cur.Engine, Kind: string(cur.Kind), Phase: cur.Phase,
+			ID: cur.JobID, Source: string(s.a.slot.State().Holder), Model: cur.Model, Engine: cur.Engine, Kind: string(cur.Kind), Phase: cur.Phase,
 			Step: cur.Step, Total: cur.Total, Unit: cur.Unit, Started: cur.Started, LastProgress: cur.Progress,
 		}
 	}
@@ -83,6 +83,13 @@ func (s *status) Snapshot() localapi.Snapshot {
 		}
 		snap.Counters.PluginRestarts += uint64(p.Restarts)
 		snap.Plugins = append(snap.Plugins, lp)
+	}
+	if svc := s.a.local; svc != nil {
+		t, st := svc.Totals(), s.a.slot.State()
+		snap.Local = &localapi.LocalJobs{
+			Running: t.Running, Waiting: t.Waiting, MaxWaiting: st.MaxWaiting,
+			Completed: t.Completed, Failed: t.Failed, Refused: t.Refused, RunSeconds: t.RunSeconds,
+		}
 	}
 	caps := s.a.Capabilities()
 	snap.Advertised.Models = map[string][]string{}

@@ -76,6 +76,28 @@ func TestDependencyRules(t *testing.T) {
 			allowOnly: []string{"supervisor/internal/localapi", "supervisor/internal/httpguard"},
 		},
 		{
+			name:      "the node's job slot stands alone",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/jobslot") },
+			allowOnly: []string{"supervisor/internal/jobslot"},
+		},
+		{
+			name:      "the local model catalog knows only the wire contract",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/localmodels") },
+			allowOnly: []string{"supervisor/internal/localmodels", "supervisor/internal/protocol"},
+		},
+		{
+			name:      "local jobs know nothing of HTTP, the studio session or the engine host",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/localjobs") },
+			forbidden: []string{"supervisor/internal/studio", "supervisor/internal/engines", "supervisor/internal/jobs", "supervisor/internal/models", "supervisor/internal/localapi", "supervisor/internal/imageapi", "supervisor/internal/openaiapi", "supervisor/internal/agent"},
+		},
+		{
+			name: "the local job routes reach the node only through local jobs",
+			applies: func(p string) bool {
+				return under(p, "supervisor/internal/imageapi") || under(p, "supervisor/internal/openaiapi")
+			},
+			forbidden: []string{"supervisor/internal/studio", "supervisor/internal/engines", "supervisor/internal/jobs", "supervisor/internal/models", "supervisor/internal/localapi", "supervisor/internal/agent"},
+		},
+		{
 			name:      "the HTTP guards stand alone",
 			applies:   func(p string) bool { return under(p, "supervisor/internal/httpguard") },
 			allowOnly: []string{"supervisor/internal/httpguard"},

@@ -81,6 +81,16 @@ type Config struct {
 	// refused, which stops DNS rebinding. As a variable, comma-separated.
 	// (none)
 	AllowedHosts []string `toml:"allowed_hosts"`
+	// LocalJobs serves the local job routes on the local API: the
+	// reference's /image, /models and /jobs and the OpenAI-compatible
+	// /v1/... (docs/local-api.md). Off with the local API. (true)
+	LocalJobs *bool `toml:"local_jobs"`
+	// LocalQueue is how many local requests may wait for the node's one
+	// job slot while a job runs; one more is answered 429. (4)
+	LocalQueue int `toml:"local_queue"`
+	// LocalDefaultModel is the local catalog's model for a POST /image
+	// that names none. ("sd-turbo", the catalog's default image model)
+	LocalDefaultModel string `toml:"local_default_model"`
 	// FetchAllow lists what model and input downloads may connect to
 	// besides public addresses: networks ("10.1.0.0/16"), addresses
 	// ("127.0.0.1", "::1") and host names ("mirror.lan", any address it
@@ -147,6 +157,10 @@ var taskKinds = []string{"image", "llm", "audio_stt", "audio_tts", "video"}
 // envName matches a plugin_env entry: a variable name, or a prefix of one
 // ending in "*".
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
+
+// DefaultLocalModel is the local catalog's default image model (package
+// localmodels seeds it).
+const DefaultLocalModel = "sd-turbo"
 
 // DefaultListen is the local API's address when listen is not given.
 const DefaultListen = "127.0.0.1:8710"
@@ -276,6 +290,16 @@ func (c *Config) setDefaults() error {
 		t := true
 		c.AutoStart = &t
 	}
+	if c.LocalJobs == nil {
+		t := true
+		c.LocalJobs = &t
+	}
+	if c.LocalQueue == 0 {
+		c.LocalQueue = 4
+	}
+	if c.LocalDefaultModel == "" {
+		c.LocalDefaultModel = DefaultLocalModel
+	}
 	if c.MachineName == "" {
 		c.MachineName, _ = os.Hostname()
 	}
@@ -332,6 +356,9 @@ func (c *Config) Validate() error {
 		// The worker's token and every result would cross the network
 		// in the clear.
 		errs = append(errs, fmt.Errorf("api_base_url %q: plain http is only for a studio on loopback; use https", c.APIBaseURL))
+	}
+	if c.LocalQueue < 0 {
+		errs = append(errs, fmt.Errorf("local_queue: %d is negative", c.LocalQueue))
 	}
 	for _, h := range c.AllowedHosts {
 		if !validHostName(h) {

@@ -17,6 +17,16 @@
 //	                  Config.Collectors' (the agent's Tally histograms)
 //	POST /v1/pause    Controls.SetPaused(true);  answers {"paused":true}
 //	POST /v1/resume   Controls.SetPaused(false); answers {"paused":false}
+//	GET  /healthz     200 while the process serves (liveness)
+//	GET  /readyz      200 when a plugin is ready and jobs can reach it (a
+//	                  welcomed session, or Snapshot.Local set); 503 and the
+//	                  reasons otherwise (health.go)
+//
+// Other packages mount more routes through Config.Routes (the agent mounts
+// the local job routes of packages imageapi and openaiapi), behind the
+// same Host check; a Route with JobAccess wants the token from every peer
+// and refuses cross-origin browser requests, and its handler bounds its
+// own body.
 //
 // Any other method on a route is answered 405 with an Allow header; any
 // other path 404.

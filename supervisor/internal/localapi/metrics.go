@@ -69,7 +69,11 @@ var (
 	descPluginDevFree     = prometheus.NewDesc("stoker_plugin_device_memory_free_bytes", "Free memory of the device a plugin runs on, as the plugin last described it.", []string{"plugin", "backend"}, nil)
 	descPluginRSS         = prometheus.NewDesc("stoker_plugin_resident_memory_bytes", "Resident memory of the plugin's running process, from /proc at the scrape.", []string{"plugin"}, nil)
 	descPluginCPU         = prometheus.NewDesc("stoker_plugin_cpu_seconds_total", "User and system CPU time of the plugin's running process, from /proc (it starts again from 0 when the plugin is relaunched).", []string{"plugin"}, nil)
-	snapshotDescriptions  = []*prometheus.Desc{descUp, descBuildInfo, descStartTime, descUptime, descConnected, descWelcomed, descSessionState, descReconnects, descSessions, descPaused, descJobs, descUploadBytes, descJobRunning, descJobProgress, descAdvertisedKind, descPluginState, descPluginRestarts, descPluginCrashes, descPluginDevTotal, descPluginDevFree, descPluginRSS, descPluginCPU}
+	descLocalJobs         = prometheus.NewDesc("stoker_local_jobs_total", "Local jobs (the local API's, apart from the studio's) by outcome: completed, failed, or refused before they ran.", []string{"outcome"}, nil)
+	descLocalRunSeconds   = prometheus.NewDesc("stoker_local_job_run_seconds_total", "Time local jobs held the node's job slot, in all.", nil, nil)
+	descLocalRunning      = prometheus.NewDesc("stoker_local_jobs_running", "1 while a local job holds the node's job slot.", nil, nil)
+	descLocalWaiting      = prometheus.NewDesc("stoker_local_jobs_waiting", "Local requests waiting for the node's job slot.", nil, nil)
+	snapshotDescriptions  = []*prometheus.Desc{descLocalJobs, descLocalRunSeconds, descLocalRunning, descLocalWaiting, descUp, descBuildInfo, descStartTime, descUptime, descConnected, descWelcomed, descSessionState, descReconnects, descSessions, descPaused, descJobs, descUploadBytes, descJobRunning, descJobProgress, descAdvertisedKind, descPluginState, descPluginRestarts, descPluginCrashes, descPluginDevTotal, descPluginDevFree, descPluginRSS, descPluginCPU}
 	jobOutcomeLabelValues = []string{OutcomeCompleted, OutcomeFailedRetryable, OutcomeFailedFinal, "rejected"}
 )
 
@@ -133,6 +137,15 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descJobs, float64(n), jobOutcomeLabelValues[i])
 	}
 	counter(descUploadBytes, float64(snap.Counters.UploadBytes))
+
+	if l := snap.Local; l != nil {
+		counter(descLocalJobs, float64(l.Completed), "completed")
+		counter(descLocalJobs, float64(l.Failed), "failed")
+		counter(descLocalJobs, float64(l.Refused), "refused")
+		counter(descLocalRunSeconds, l.RunSeconds)
+		gauge(descLocalRunning, float64(l.Running))
+		gauge(descLocalWaiting, float64(l.Waiting))
+	}
 
 	gauge(descJobRunning, boolValue(snap.Job != nil))
 	gauge(descJobProgress, snap.Job.Ratio())

@@ -50,7 +50,37 @@ type Config struct {
 	// the process's (the agent gives its Tally, for the job duration and
 	// download histograms). (none)
 	Collectors []prometheus.Collector
+	// Routes are more routes, served by other packages (the local jobs
+	// APIs: the reference's /image and the OpenAI-compatible /v1/...),
+	// behind the same Host check and, by their Access, the same token.
+	// (none)
+	Routes []Route
 }
+
+// Route is a route another package serves on this server.
+type Route struct {
+	// Pattern is its net/http ServeMux pattern, with the method:
+	// "POST /image", "DELETE /models/{id}".
+	Pattern string
+	Handler http.Handler
+	// Access says who may call it.
+	Access Access
+}
+
+// Access says who may call a Route.
+type Access int
+
+const (
+	// ReadAccess is the GET routes' rule: a peer on this machine needs
+	// no token, a peer elsewhere needs it.
+	ReadAccess Access = iota
+	// JobAccess is for routes that run jobs or change the model catalog:
+	// every peer needs the bearer token (the status page's key does not
+	// do), a cross-origin browser request is refused, and the server's
+	// write timeout is lifted (a job answers when it is done; the client's
+	// leaving cancels it). The handler bounds its own body.
+	JobAccess
+)
 
 // maxPostBody bounds what a pause or resume request may carry.
 const maxPostBody = 4 << 10
@@ -143,7 +173,33 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/resident", s.handleResident)
 	mux.HandleFunc("POST /v1/pause", s.guard(func() { s.cfg.Controls.SetPaused(true) }))
 	mux.HandleFunc("POST /v1/resume", s.guard(func() { s.cfg.Controls.SetPaused(false) }))
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	for _, rt := range s.cfg.Routes {
+		h := rt.Handler
+		if rt.Access == JobAccess {
+			h = s.jobAccess(h)
+		}
+		mux.Handle(rt.Pattern, h)
+	}
 	return mux
+}
+
+// jobAccess applies JobAccess's checks before a job route runs.
+func (s *Server) jobAccess(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.cop.Check(r); err != nil {
+			s.refuse(w, r, &httpguard.Refusal{Status: http.StatusForbidden, Msg: "cross-origin request refused"})
+			return
+		}
+		if err := s.checkToken(r, false); err != nil {
+			s.refuse(w, r, err)
+			return
+		}
+		// A job answers when it is done, minutes later for a big one.
+		http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Start listens on Config.Addr and serves in the background. It returns

@@ -63,7 +63,7 @@ func TestStatusJSON(t *testing.T) {
 	}{
 		{"top", shape, []string{"advertised", "counters", "job", "now", "plugins", "session", "started", "uptimeSeconds", "version"}},
 		{"session", shape["session"], []string{"attempt", "connected", "currentJobId", "lastError", "paused", "serverTime", "sessions", "since", "state", "welcomed", "workerId"}},
-		{"job", shape["job"], []string{"engine", "id", "kind", "lastProgress", "model", "phase", "started", "step", "total", "unit"}},
+		{"job", shape["job"], []string{"engine", "id", "kind", "lastProgress", "model", "phase", "source", "started", "step", "total", "unit"}},
 		{"plugin", shape["plugins"].([]any)[0], []string{"crashes", "device", "engines", "kinds", "lastError", "lastExit", "lastExitStatus", "name", "path", "pid", "ready", "restarts", "since", "state", "version"}},
 		{"quarantined plugin", shape["plugins"].([]any)[1], []string{"crashes", "device", "engines", "kinds", "lastError", "lastExitStatus", "name", "path", "pid", "quarantinedUntil", "ready", "restarts", "since", "state", "version"}},
 		{"device", shape["plugins"].([]any)[0].(map[string]any)["device"], []string{"backend", "memoryFree", "memoryTotal", "name"}},

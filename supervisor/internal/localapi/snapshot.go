@@ -43,6 +43,26 @@ type Snapshot struct {
 	Advertised Advertised `json:"advertised"`
 	// Counters are running totals since the agent started.
 	Counters Counters `json:"counters"`
+	// Local is the local jobs (the local API's /image and OpenAI
+	// routes), counted apart from the studio's; nil when those routes
+	// are off.
+	Local *LocalJobs `json:"local,omitempty"`
+}
+
+// LocalJobs are the local jobs' state and totals since the agent started.
+type LocalJobs struct {
+	// Running is 1 while a local job holds the node's job slot; Waiting
+	// is the requests in the slot's queue, MaxWaiting its bound.
+	Running    int `json:"running"`
+	Waiting    int `json:"waiting"`
+	MaxWaiting int `json:"maxWaiting"`
+	// Completed and Failed local jobs ran; Refused ones never did (an
+	// unknown model, a full queue, an engine not there).
+	Completed uint64 `json:"completed"`
+	Failed    uint64 `json:"failed"`
+	Refused   uint64 `json:"refused"`
+	// RunSeconds is the time local jobs held the slot, in all.
+	RunSeconds float64 `json:"runSeconds"`
 }
 
 // Session is the studio session's state; the fields are those of
@@ -81,7 +101,9 @@ type Session struct {
 
 // Job is the job in flight; the fields are those of jobs.Current.
 type Job struct {
-	ID     string `json:"id"`
+	ID string `json:"id"`
+	// Source is who asked for the job: "studio" or "local".
+	Source string `json:"source"`
 	Model  string `json:"model"`
 	Engine string `json:"engine"` // the modelSource.engine id it is routed by
 	Kind   string `json:"kind"`   // task kind: "image", "llm", "stt", ...
