@@ -17,19 +17,20 @@
 #   scripts/gpu-check.sh                 results in $OUT (else ./gpucheck-out)
 #
 # Settings: GPUCHECK_DIR (default <repo>/.gpucheck), GPUCHECK_BUDGET_S (the
-# whole run's time, default 560 s: each step gets what is left, less what the
+# whole run's time, default 585 s: each step gets what is left, less what the
 # steps after it need), GPUCHECK_CUDA_ARCH (90), GPUCHECK_JOBS (nproc),
 # GPUCHECK_SKIP_CUDA=1.
 #
 # Each step has a timeout and prints what it found; the results are
 # summary.txt (one line per step, then the figures), machine.txt, vulkan.log,
-# cuda-build.log (its last lines) and cuda.log in $OUT. The exit status is 0
+# cuda-build.log (its last lines), cuda.log and, when time is left at the
+# end, vulkan-all.log (the plugin's whole suite on Vulkan) in $OUT. The exit status is 0
 # when every step that ran passed.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 G=${GPUCHECK_DIR:-$root/.gpucheck}
 OUT=${OUT:-$PWD/gpucheck-out}
-budget=${GPUCHECK_BUDGET_S:-560}
+budget=${GPUCHECK_BUDGET_S:-585}
 arch=${GPUCHECK_CUDA_ARCH:-90}
 jobs=${GPUCHECK_JOBS:-$(nproc)}
 work=/tmp/gpucheck
@@ -86,7 +87,7 @@ say "gpu-check $(date -u +%FT%TZ) on $(hostname), stoker $(git -C "$root" rev-pa
 	echo "== vulkan ICDs"
 	ls -l /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1
 } >"$OUT/machine.txt" 2>&1
-grep -A2 '== nvidia-smi' "$OUT/machine.txt" | tail -n 1 | sed 's/^/gpu: /' | tee -a "$summary"
+sed -n '/^== nvidia-smi/{n;n;p}' "$OUT/machine.txt" | sed 's/^/gpu: /' | tee -a "$summary"
 
 rm -rf "$work"
 mkdir -p "$work"
@@ -170,7 +171,7 @@ else
 	rc=$?
 	step "cuda: cmake configure" "$rc"
 	if [ "$rc" -eq 0 ]; then
-		t=$(left 150 480)
+		t=$(left 60 520)
 		say "cuda: building llama + ggml-cuda with $jobs jobs, at most ${t}s"
 		start=$SECONDS
 		timeout "$t" cmake --build "$work/cuda" -j "$jobs" --target llama >>"$work/cuda-build.log" 2>&1
@@ -190,6 +191,21 @@ else
 		fi
 	fi
 	tail -n 300 "$work/cuda-build.log" >"$OUT/cuda-build.log"
+fi
+
+# (c) With time to spare: the plugin's whole test suite on the Vulkan GPU
+# (residency, cancellation, grammars...), but TestPluginBinary, which needs Go.
+if [ $((budget - SECONDS)) -ge 60 ]; then
+	say "== (c) the llama plugin's whole suite on Vulkan"
+	(
+		cd "$root/llamacpp-plugin" &&
+			LD_LIBRARY_PATH=$work/vulkan${vklib:+:$vklib} STOKER_TEST_GPU=vulkan LLAMA_SIMPLE=$work/llama-simple \
+				timeout "$(left 5 300)" "$work/llamacpp-vulkan.test" -test.v -test.count=1 -test.skip '^TestPluginBinary$'
+	) >"$OUT/vulkan-all.log" 2>&1
+	rc=$?
+	grep -E '^--- FAIL|^(ok|FAIL|PASS)$|^panic' "$OUT/vulkan-all.log" | tee -a "$summary"
+	echo "$(grep -c '^--- PASS' "$OUT/vulkan-all.log") tests passed" | tee -a "$summary"
+	step "vulkan: the whole suite" "$rc"
 fi
 
 say "== done in ${SECONDS}s"
