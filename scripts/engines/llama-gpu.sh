@@ -19,8 +19,10 @@
 #
 # Building ggml-vulkan from source is not done here: llama.cpp $LLAMA_VERSION's
 # ggml-vulkan needs Vulkan headers newer than Debian 12's 1.3.239
-# (VK_EXT_layer_settings). The CUDA package needs the CUDA 12 runtime
-# (libcudart.so.12, libcublas.so.12) on the node.
+# (VK_EXT_layer_settings). The CUDA package's libggml-cuda.so needs the CUDA
+# 13 runtime (libcudart.so.13, libcublas.so.13) and the driver's libcuda.so.1
+# on the node; where they are missing ggml cannot load it and the plugin runs
+# on the package's CPU backend (and says backend cpu).
 #
 # The prefix, $STOKER_ENGINES_DIR/llama.cpp-$LLAMA_VERSION-<gpu>/, sits beside
 # the CPU build and holds:
