@@ -48,9 +48,10 @@ type Report struct {
 	StudioRSS         int64
 	// JobsPerAgent is each agent's completed count (stoker_jobs_total).
 	JobsPerAgent []int
-	// Series is the sample lines of one agent's /metrics (every series a
-	// scrape of one node stores), and ScrapeBytes its size.
-	Series, ScrapeBytes int
+	// Series is the sample lines of each agent's /metrics (every series a
+	// scrape of that node stores; it grows with the job histograms a node
+	// has filled), and ScrapeBytes the size of each scrape.
+	Series, ScrapeBytes []int
 	// LoadAvg is /proc/loadavg when the jobs were done.
 	LoadAvg string
 	// HeartbeatBytes is one agent's heartbeat frame as sent (its
@@ -120,11 +121,13 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			return nil, err
 		}
 		rep.JobsPerAgent = append(rep.JobsPerAgent, n)
+		series, size, err := a.Series(ctx, f.client)
+		if err != nil {
+			return nil, err
+		}
+		rep.Series, rep.ScrapeBytes = append(rep.Series, series), append(rep.ScrapeBytes, size)
 	}
 	rep.StudioRSS, _ = residentBytes(f.StudioPid())
-	if rep.Series, rep.ScrapeBytes, err = f.Agents[0].Series(ctx, f.client); err != nil {
-		return nil, err
-	}
 	if rep.HeartbeatBytes, err = f.heartbeatBytes(ctx); err != nil {
 		return nil, err
 	}
@@ -351,25 +354,25 @@ func (r *Report) Print(w io.Writer) {
 		}
 		return fmt.Sprintf("min %s, median %s, max %s, total %s", mib(s[0]), mib(s[len(s)/2]), mib(s[len(s)-1]), mib(sum))
 	}
-	perAgent := slices.Clone(r.JobsPerAgent)
-	slices.Sort(perAgent)
-	jobsSpread := "-"
-	if len(perAgent) > 0 {
-		jobsSpread = fmt.Sprintf("min %d, max %d", perAgent[0], perAgent[len(perAgent)-1])
+	minMax := func(xs []int) string {
+		if len(xs) == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("min %d, max %d", slices.Min(xs), slices.Max(xs))
 	}
 	rows := [][2]string{
 		{"agents", strconv.Itoa(r.Agents)},
 		{"jobs", strconv.Itoa(r.Jobs)},
 		{"completed", strconv.Itoa(r.Completed)},
 		{"failed", strconv.Itoa(r.Failed)},
-		{"completed per agent", jobsSpread},
+		{"completed per agent", minMax(r.JobsPerAgent)},
 		{"elapsed", r.Elapsed.Round(time.Millisecond).String()},
 		{"jobs per second", fmt.Sprintf("%.1f", float64(r.Completed+r.Failed)/max(r.Elapsed.Seconds(), 1e-9))},
 		{"agent RSS", spread(r.AgentRSS)},
 		{"agent+plugins RSS", spread(r.NodeRSS)},
 		{"studio RSS", mib(r.StudioRSS)},
-		{"series per agent", strconv.Itoa(r.Series)},
-		{"scrape bytes per agent", strconv.Itoa(r.ScrapeBytes)},
+		{"series per agent", minMax(r.Series)},
+		{"scrape bytes per agent", minMax(r.ScrapeBytes)},
 		{"heartbeat frame bytes", strconv.Itoa(r.HeartbeatBytes)},
 		{"idle CPU, studio", idleCPU(r.StudioIdleCPU, r.Idle)},
 		{"idle CPU, all agents", idleCPU(r.AgentIdleCPU, r.Idle)},

@@ -351,8 +351,8 @@ scrape_configs:
 			}
 		}
 	}
-	if n != 6 {
-		t.Errorf("%d rules loaded, want 6", n)
+	if n != 7 {
+		t.Errorf("%d rules loaded, want 7", n)
 	}
 
 	t.Run("dashboard", func(t *testing.T) { checkDashboard(t, ctx, prom, target) })
