@@ -71,6 +71,7 @@ type engineStack struct {
 type engineOptions struct {
 	plugins     []string // engine plugins to run, e.g. "sdcpp-plugin"
 	maxAttempts int      // per job, the dev studio's (default 3)
+	listen      string   // the local API's address; "" turns it off
 }
 
 // startEngineStack starts an engineStack that stops when tb ends. The
@@ -125,7 +126,7 @@ func startEngineStack(tb testing.TB, o engineOptions) *engineStack {
 		tb.Fatal(err)
 	}
 
-	a, state := runAgentWith(tb, srv.URL(), pluginDir, log, "STOKER_LISTEN=")
+	a, state := runAgentWith(tb, srv.URL(), pluginDir, log, "STOKER_LISTEN="+o.listen)
 	es := &engineStack{
 		stack: &stack{studio: srv, agent: a, files: files, state: state},
 		log:   log, catalog: cat, models: map[string]devmodels.Model{},
