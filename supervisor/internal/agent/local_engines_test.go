@@ -102,15 +102,24 @@ func TestLocalAPIOnEngines(t *testing.T) {
 			Usage        *struct{ Completion_tokens int }
 			FirstMs      float64
 		}
-		ImageB64      string
-		ImageURL      struct{ URL, Type, Head string; Status int }
+		ImageB64 string
+		ImageURL struct {
+			URL, Type, Head string
+			Status          int
+		}
 		Transcription struct {
 			Text     *string
 			Duration float64
 		}
-		Speech       struct{ Bytes int; Head, Type string }
-		UnknownModel struct{ Status int; Code, Type string }
-		WrongKey     struct{ Status int }
+		Speech struct {
+			Bytes      int
+			Head, Type string
+		}
+		UnknownModel struct {
+			Status     int
+			Code, Type string
+		}
+		WrongKey struct{ Status int }
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("client output %s: %v", out, err)
