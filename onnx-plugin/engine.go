@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,7 +80,8 @@ func optionsFromEnv(getenv func(string) string) (options, error) {
 }
 
 // libraryPath is the ONNX Runtime library the plugin opens:
-// STOKER_ONNX_LIBRARY when set; else the one scripts/engines/onnx.sh
+// STOKER_ONNX_LIBRARY when set; else, in a release (scripts/release.sh),
+// lib/libonnxruntime.so.1 beside the plugin's bin/ directory; else the one scripts/engines/onnx.sh
 // registered in the engines cache ($STOKER_ENGINES_DIR, default
 // ~/.cache/stoker/engines): current/onnxruntime names a prefix whose
 // lib/pkgconfig/onnxruntime.pc gives the file (libfile), or "system" (a
@@ -88,6 +90,11 @@ func optionsFromEnv(getenv func(string) string) (options, error) {
 func libraryPath(getenv func(string) string) string {
 	if p := strings.TrimSpace(getenv(envLibrary)); p != "" {
 		return p
+	}
+	if exe, err := os.Executable(); err == nil {
+		if p := releaseLibrary(filepath.Dir(exe)); p != "" {
+			return p
+		}
 	}
 	dir := getenv(envEnginesDir)
 	if dir == "" {
@@ -106,6 +113,16 @@ func libraryPath(getenv func(string) string) string {
 		}
 	}
 	return prefix + "/lib/libonnxruntime.so"
+}
+
+// releaseLibrary is ONNX Runtime in a release's lib/ directory beside the
+// plugin's bin/ directory binDir, or "" when there is none.
+func releaseLibrary(binDir string) string {
+	p := filepath.Join(binDir, "..", "lib", "libonnxruntime.so.1")
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		return filepath.Clean(p)
+	}
+	return ""
 }
 
 // engine is the ONNX Runtime engine: it implements plugins.Engine and

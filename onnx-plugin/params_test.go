@@ -226,3 +226,18 @@ func TestLibraryPath(t *testing.T) {
 		t.Errorf("system: %q", got)
 	}
 }
+
+// TestReleaseLibrary: in a release, lib/libonnxruntime.so.1 beside bin/.
+func TestReleaseLibrary(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	if got := releaseLibrary(filepath.Join(dir, "bin")); got != "" {
+		t.Errorf("without lib/: %q", got)
+	}
+	os.MkdirAll(filepath.Join(dir, "lib"), 0o755)
+	os.WriteFile(filepath.Join(dir, "lib", "libonnxruntime.so.1.30.0"), nil, 0o644)
+	os.Symlink("libonnxruntime.so.1.30.0", filepath.Join(dir, "lib", "libonnxruntime.so.1"))
+	if got, want := releaseLibrary(filepath.Join(dir, "bin")), filepath.Join(dir, "lib", "libonnxruntime.so.1"); got != want {
+		t.Errorf("release: %q, want %q", got, want)
+	}
+}

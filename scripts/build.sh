@@ -30,7 +30,11 @@ plugins=()
 for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin onnx-plugin; do
 	[ -f "$d/main.go" ] && plugins+=("./$d")
 done
-go build -trimpath -tags "$tags" -o bin/ ./supervisor/cmd/stoker "${plugins[@]}"
+# `stoker version` says which commit and engines it was built from.
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+engines=$(bash scripts/engines/versions.sh 2>/dev/null | paste -sd ';' - || true)
+[ -n "$tags" ] || engines=
+go build -trimpath -tags "$tags" -ldflags "-X main.commit=$commit -X 'main.engineVersions=$engines'" -o bin/ ./supervisor/cmd/stoker "${plugins[@]}"
 # The Python espeak-tts plugin: one zipapp file (its stubs generated from
 # proto/engine/v1 by Debian's protoc; install-engines.sh installs it).
 if command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null; then
