@@ -392,3 +392,88 @@ func TestLocalJobsShareTheSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalChatStream: a streamed chat over real HTTP through the agent and
+// the synthetic plugin, which streams one piece per word: server-sent
+// events, role first, the pieces joining to the unstreamed answer, the
+// finish reason and usage, then [DONE]; an unknown model is an ordinary
+// OpenAI error, not a stream.
+func TestLocalChatStream(t *testing.T) {
+	s := startStack(t, stackOptions{listen: "127.0.0.1:0"})
+	c := newLocalClient(t, s)
+	c.putModel(t, "synthetic-llm", "synthetic", 1, 1)
+	body := func(stream bool) map[string]any {
+		return map[string]any{"model": "synthetic-llm", "messages": []map[string]string{{"role": "user", "content": "Name three rivers."}},
+			"stream": stream, "stream_options": map[string]bool{"include_usage": true}}
+	}
+	code, _, plain := c.postJSON(t, "/v1/chat/completions", body(false))
+	var want struct {
+		Choices []struct {
+			Message      struct{ Content string }
+			FinishReason string `json:"finish_reason"`
+		}
+		Usage struct {
+			CompletionTokens int `json:"completion_tokens"`
+		}
+	}
+	if code != http.StatusOK || json.Unmarshal(plain, &want) != nil || len(want.Choices) != 1 {
+		t.Fatalf("unstreamed: %d %s", code, plain)
+	}
+	code, h, raw := c.postJSON(t, "/v1/chat/completions", body(true))
+	if code != http.StatusOK || h.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("streamed: %d %s %.300s", code, h.Get("Content-Type"), raw)
+	}
+	events := strings.Split(strings.TrimSuffix(string(raw), "\n\n"), "\n\n")
+	if events[len(events)-1] != "data: [DONE]" {
+		t.Fatalf("stream does not end with [DONE]: %q", events[len(events)-1])
+	}
+	var pieces []string
+	var role, finish string
+	usage := 0
+	for _, ev := range events[:len(events)-1] {
+		data, ok := strings.CutPrefix(ev, "data: ")
+		if !ok {
+			t.Fatalf("event %q is not a data line", ev)
+		}
+		var ch struct {
+			Object  string
+			Choices []struct {
+				Delta        struct{ Role, Content string }
+				FinishReason *string `json:"finish_reason"`
+			}
+			Usage *struct {
+				CompletionTokens int `json:"completion_tokens"`
+			}
+		}
+		if err := json.Unmarshal([]byte(data), &ch); err != nil || ch.Object != "chat.completion.chunk" {
+			t.Fatalf("chunk %s: %v", data, err)
+		}
+		if ch.Usage != nil {
+			usage = ch.Usage.CompletionTokens
+		}
+		for _, c := range ch.Choices {
+			if c.Delta.Role != "" {
+				role = c.Delta.Role
+			}
+			if c.Delta.Content != "" {
+				pieces = append(pieces, c.Delta.Content)
+			}
+			if c.FinishReason != nil {
+				finish = *c.FinishReason
+			}
+		}
+	}
+	if role != "assistant" || strings.Join(pieces, "") != want.Choices[0].Message.Content || finish != want.Choices[0].FinishReason {
+		t.Errorf("stream: role %q, pieces %q, finish %q; want assistant, %q, %q", role, pieces, finish, want.Choices[0].Message.Content, want.Choices[0].FinishReason)
+	}
+	if len(pieces) != want.Usage.CompletionTokens || usage != want.Usage.CompletionTokens {
+		t.Errorf("%d pieces, usage %d, for %d tokens: want one piece per word", len(pieces), usage, want.Usage.CompletionTokens)
+	}
+	b := body(true)
+	b["model"] = "no-such-model"
+	code, h, raw = c.postJSON(t, "/v1/chat/completions", b)
+	var e struct{ Error struct{ Type, Code string } }
+	if code != http.StatusBadRequest || h.Get("Content-Type") != "application/json" || json.Unmarshal(raw, &e) != nil || e.Error.Code != "model_not_found" {
+		t.Errorf("unknown model, streamed: %d %s %s", code, h.Get("Content-Type"), raw)
+	}
+}

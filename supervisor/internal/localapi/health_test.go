@@ -80,3 +80,29 @@ func TestJobAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestPageShowsLocalJobs: the status page shows the local jobs apart from
+// the studio's, and the current job's source.
+func TestPageShowsLocalJobs(t *testing.T) {
+	snap := richSnapshot()
+	snap.Job.Source = "local"
+	snap.Local = &LocalJobs{Running: 1, Waiting: 2, MaxWaiting: 4, Completed: 7, Failed: 1, Refused: 3, RunSeconds: 12.5}
+	src := &fakeSource{}
+	src.set(snap)
+	ts := startServer(t, src, nil)
+	code, _, body := ts.get(t, "/")
+	if code != http.StatusOK {
+		t.Fatalf("GET /: %d", code)
+	}
+	for _, want := range []string{"<h2>Local jobs</h2>", "2 waiting (at most 4)", "<tr><th>completed</th><td>7</td></tr>", "<h2>Studio jobs</h2>", ">local</span>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	_, _, metrics := ts.get(t, "/metrics")
+	for _, want := range []string{`stoker_local_jobs_total{outcome="refused"} 3`, "stoker_local_jobs_waiting 2", "stoker_local_job_run_seconds_total 12.5"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
