@@ -213,6 +213,20 @@ func backendInfo() (plugins.Device, bool, string) {
 	return dev, true, ""
 }
 
+// backendNames lists ggml's registered backends with their device counts
+// ("Vulkan:1", "CPU:1"), for the log: a GPU build that finds no device
+// shows "Vulkan:0", or no GPU backend at all when its library could not be
+// loaded (a missing CUDA runtime).
+func backendNames() []string {
+	initBackend()
+	var out []string
+	for i := range int(C.ggml_backend_reg_count()) {
+		r := C.ggml_backend_reg_get(C.size_t(i))
+		out = append(out, fmt.Sprintf("%s:%d", C.GoString(C.ggml_backend_reg_name(r)), int(C.ggml_backend_reg_dev_count(r))))
+	}
+	return out
+}
+
 // loadModel loads the GGUF at path with gpuLayers of its layers on the GPU
 // (negative: all of them; without a GPU device, none). Cancelling ctx
 // aborts the load.

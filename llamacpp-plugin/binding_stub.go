@@ -19,6 +19,8 @@ func backendInfo() (plugins.Device, bool, string) {
 	return plugins.Device{Backend: "cpu"}, false, notBuilt
 }
 
+func backendNames() []string { return nil }
+
 func loadModel(ctx context.Context, path string, gpuLayers int, log hclog.Logger) (*llamaModel, error) {
 	return nil, plugins.Errorf(plugins.ErrEngine, "%s", notBuilt)
 }

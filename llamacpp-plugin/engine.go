@@ -56,6 +56,8 @@ type engine struct {
 	now       func() time.Time
 
 	models *residency.Set[*entry] // the resident models
+
+	describeOnce sync.Once // logs the device at the first Describe
 }
 
 // entry is one resident model.
@@ -99,6 +101,10 @@ var (
 // without llama.cpp (no llamacpp build tag).
 func (e *engine) Describe(ctx context.Context) (*plugins.Description, error) {
 	dev, ready, reason := backendInfo()
+	e.describeOnce.Do(func() {
+		e.log.Info("compute device", "backend", dev.Backend, "name", dev.Name, "memory_total", dev.MemoryTotal,
+			"ggml_backends", backendNames(), "gpu_layers", e.gpuLayers)
+	})
 	return &plugins.Description{
 		Name:            pluginName,
 		Version:         pluginVersion,
