@@ -1,4 +1,5 @@
-// Package releasetest tests the release tarball scripts/release.sh builds,
+// Package releasetest tests the release tarball scripts/release.sh builds
+// and the systemd units it carries (rated by systemd-analyze security),
 // as an operator installs it (docs/operations.md, "Install"): unpacked into
 // a fresh directory, checked against its SHA256SUMS, its binaries and
 // libraries finding each other by relative RUNPATHs only, and a tiny-llama
