@@ -7,7 +7,9 @@ import (
 )
 
 // This file turns the studio's claim into the engine contract's request:
-// the only place where protocol and plugins types meet.
+// its task with the spec's defaults applied, the model's defaults, its
+// files as the model store takes them, and its inputs. The tests hold the
+// result for every kind in testdata/requests (convert_test.go).
 
 // taskFromClaim converts a validated claim's task, with spec §6.2 defaults
 // applied.

@@ -151,16 +151,18 @@ func (r *Runner) update(f func(c *Current)) {
 }
 
 // Admit refuses the offers the engine host refuses (engines.Host.Check): a
-// job that brought down two plugin instances here, an engine that cannot
-// serve, and one that is only briefly unavailable (quarantined, or waiting
-// out a restart backoff). It does not block.
+// job that brought down two plugin instances here; an engine whose plugin
+// is quarantined, or waiting out a restart backoff after dying again and
+// again (only briefly unavailable); and one whose plugin says it cannot
+// serve, or is stopped. It takes a plugin that is starting or restarting at
+// once (the run waits for it), and a job for an engine no plugin serves,
+// which then fails loudly (spec §6.4). It does not block.
 //
-// The briefly unavailable engine's refusal carries the reject code busy.
-// The spec knows two codes that requeue a job without counting an attempt
-// (§4.1.4, §9.3): paused says the operator took the worker out of service,
-// busy that it cannot take this job right now, which is the case here. Any
-// other refusal has no code, so the studio offers the job elsewhere and
-// counts the attempt: this node cannot do it in the minutes that matter.
+// Only the briefly unavailable engine's refusal carries a reject code:
+// busy, one of the two codes (with paused) that make the studio requeue a
+// job without counting an attempt (spec §4.1.4, §9.3); this node may serve
+// it a minute later. Any other refusal has no code, so the studio offers
+// the job elsewhere and counts the attempt.
 func (r *Runner) Admit(claim *protocol.JobOfferClaim) error {
 	err := r.cfg.Engines.Check(claim.JobID, claim.ModelSource.Engine, plugins.TaskKind(claim.Task.Kind))
 	if errors.Is(err, engines.ErrUnavailable) {
