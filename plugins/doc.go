@@ -18,9 +18,13 @@
 // plugin's name and keeps the last of them for crash reports.
 //
 // The contract itself is the Go interface [Engine]; the gRPC service in
-// proto/engine/v1 is an adapter around it, and convert.go is the only file
-// that knows the generated types. Plugins in other languages implement that
-// service directly and speak go-plugin's handshake ([Handshake]).
+// proto/engine/v1 is an adapter around it. The generated types stay inside
+// that adapter: convert.go converts between them and the Go types, and the
+// gRPC client and server (grpc_client.go, grpc_server.go, with the host's
+// own decoding of a job's events in wire_codec.go) make the calls; no
+// exported name of this package carries a generated type. Plugins in other
+// languages implement that service directly and speak go-plugin's
+// handshake ([Handshake]).
 //
 // # For the supervisor
 //

@@ -27,8 +27,8 @@ const (
 var AllKinds = []TaskKind{KindImage, KindLLM, KindSTT, KindTTS, KindVideo}
 
 // Engine is the contract between the supervisor and an engine plugin. A
-// plugin's main passes its Engine to [Serve]; the supervisor holds a [Client]
-// that implements the same interface over gRPC, so both sides speak Go types
+// plugin's main passes its Engine to [Serve]; the supervisor holds a [*Plugin]
+// (from [Launch]) that implements the same interface over gRPC, so both sides speak Go types
 // and never the generated proto ones.
 //
 // Methods may be called concurrently; the supervisor runs at most one job at a
