@@ -190,6 +190,16 @@ func (s *Service) Run(ctx context.Context, req Request) (*Result, error) {
 		p.InputURL = "file://" + path
 		task.STT = &p
 	}
+	if task.Image != nil && m.CliDefaults != nil {
+		// A person asking for an image without a size means the model's
+		// own (512×512 for sd-turbo, 64×64 for tiny-sd), not the spec's
+		// 512×512 default, which a studio never relies on.
+		p := *task.Image
+		if p.Width == nil && p.Height == nil {
+			p.Width, p.Height = &m.CliDefaults.Width, &m.CliDefaults.Height
+		}
+		task.Image = &p
+	}
 	task, err := normalize(task)
 	if err != nil {
 		return nil, &Error{Code: CodeBadRequest, Message: err.Error()}

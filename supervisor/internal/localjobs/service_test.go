@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -211,5 +212,26 @@ func TestQueueAndCancel(t *testing.T) {
 	recent := s.Recent()
 	if len(recent) != 2 || recent[0].State != StateFailed || recent[0].Code != CodeCancelled {
 		t.Errorf("recent (History 2) %+v", recent)
+	}
+}
+
+// TestImageSizeFromModel: an image request without a size gets the
+// model's own; one with a size keeps it.
+func TestImageSizeFromModel(t *testing.T) {
+	var got []string
+	s, _ := newService(t, &fakeRunner{run: func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+		got = append(got, fmt.Sprintf("%dx%d", *c.Task.Image.Width, *c.Task.Image.Height))
+		rep.Upload(ctx, "png", "", func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("x")), nil })
+	}}, nil)
+	w, h := uint32(32), uint32(16)
+	for _, p := range []*protocol.ImageParams{{Prompt: "p"}, {Prompt: "p", Width: &w, Height: &h}} {
+		res, err := s.Run(context.Background(), Request{Model: "llm", Task: protocol.Task{Kind: protocol.KindImage, Image: p}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Close()
+	}
+	if strings.Join(got, ",") != "1x1,32x16" {
+		t.Errorf("sizes %v, want the model's 1x1, then 32x16", got)
 	}
 }
