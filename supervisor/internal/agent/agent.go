@@ -289,7 +289,21 @@ func (a *Agent) drain() {
 		fmt.Errorf("agent stopping: drain timeout %s passed", timeout))
 	defer cancel()
 	a.log.Info("draining: taking no new offers; waiting for the running job", "drain_timeout", timeout)
-	if err := a.client.Shutdown(ctx); err != nil {
+	// Local jobs drain beside the studio's, in the same time: they share
+	// the job slot, so at most one of the two runs.
+	localDone := make(chan error, 1)
+	go func() { // ends within the drain timeout (Shutdown cancels then)
+		if a.local == nil {
+			localDone <- nil
+			return
+		}
+		localDone <- a.local.Shutdown(ctx)
+	}()
+	err := a.client.Shutdown(ctx)
+	if lerr := <-localDone; lerr != nil {
+		a.log.Warn("drain timeout: cancelled the running local job; its client gets 503", "cause", lerr)
+	}
+	if err != nil {
 		a.log.Warn("drain timeout: cancelled the running job; it is reported as a retryable failure", "cause", context.Cause(ctx))
 		return
 	}

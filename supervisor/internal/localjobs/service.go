@@ -84,9 +84,10 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // jobs in flight
 
-	mu     sync.Mutex // guards recent, totals
-	recent []*Job     // newest last; at most History finished plus the unfinished
-	totals Totals
+	mu       sync.Mutex // guards recent, totals, stopping and wg.Add
+	recent   []*Job     // newest last; at most History finished plus the unfinished
+	totals   Totals
+	stopping bool // Shutdown began: new requests are refused
 }
 
 // New checks cfg, applies defaults and returns a Service.
@@ -119,8 +120,34 @@ func New(cfg Config) (*Service, error) {
 // Close cancels every local job in flight (each reports as cancelled to
 // its request) and waits for them. It is safe to call more than once.
 func (s *Service) Close() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+}
+
+// Shutdown is the agent's drain for local jobs: new requests are refused
+// (unavailable), and the jobs in flight, waiting ones included, get until
+// ctx ends to finish; then they are cancelled and Shutdown waits for them
+// to answer, and returns ctx's cause.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { // ends when the jobs do, at the latest after the cancel below
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancel()
+	<-done
+	return context.Cause(ctx)
 }
 
 // Models returns the local model catalog.
@@ -209,7 +236,13 @@ func (s *Service) Run(ctx context.Context, req Request) (*Result, error) {
 		return nil, &Error{Code: CodeBadRequest, Message: err.Error()}
 	}
 
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil, &Error{Code: CodeUnavailable, Message: "the agent is stopping"}
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -235,3 +235,68 @@ func TestImageSizeFromModel(t *testing.T) {
 		t.Errorf("sizes %v, want the model's 1x1, then 32x16", got)
 	}
 }
+
+// TestShutdown: the drain lets a running job finish and refuses new
+// requests; past its context it cancels what still runs.
+func TestShutdown(t *testing.T) {
+	started, finish := make(chan struct{}, 1), make(chan struct{})
+	s, _ := newService(t, &fakeRunner{run: func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+		started <- struct{}{}
+		select {
+		case <-finish:
+			rep.CompleteJSON(ctx, json.RawMessage(`{}`), "")
+		case <-ctx.Done():
+			rep.(interface {
+				FailJob(context.Context, *plugins.JobError, string) error
+			}).FailJob(ctx, &plugins.JobError{Kind: plugins.ErrCancelled, Message: "cancelled"}, "cancelled")
+		}
+	}}, nil)
+	run := func() chan error {
+		ch := make(chan error, 1)
+		go func() {
+			_, err := s.Run(context.Background(), Request{Model: "llm", Task: llmTask("hi")})
+			ch <- err
+		}()
+		return ch
+	}
+	first := run()
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	for {
+		s.mu.Lock()
+		stopping := s.stopping
+		s.mu.Unlock()
+		if stopping {
+			break
+		}
+		runtime.Gosched() // the Shutdown goroutine is about to set it
+	}
+	if _, err := s.Run(context.Background(), Request{Model: "llm", Task: llmTask("hi")}); codeOf(err) != CodeUnavailable {
+		t.Fatalf("a request during the drain: %v, want unavailable", err)
+	}
+	close(finish)
+	if err := <-first; err != nil {
+		t.Fatalf("the running job: %v, want it completed", err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+
+	s2, _ := newService(t, &fakeRunner{run: func(ctx context.Context, c *protocol.JobOfferClaim, rep Reporter) {
+		started <- struct{}{}
+		<-ctx.Done()
+		rep.Fail(ctx, "cancelled", true)
+	}}, nil)
+	s = s2
+	second := run()
+	<-started
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("drain timeout"))
+	if err := s2.Shutdown(ctx); err == nil || err.Error() != "drain timeout" {
+		t.Fatalf("Shutdown past its context: %v, want the cause", err)
+	}
+	if err := <-second; err == nil {
+		t.Fatal("the job cancelled by Shutdown succeeded")
+	}
+}
