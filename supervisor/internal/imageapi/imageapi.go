@@ -34,10 +34,19 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/stokerhq/stoker/supervisor/internal/localjobs"
 	"github.com/stokerhq/stoker/supervisor/internal/localmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+)
+
+// writeTimeout bounds writing a JSON answer and resultWriteTimeout an
+// image, once the job is done: a client that stops reading gives up its
+// connection instead of holding a goroutine forever.
+const (
+	writeTimeout       = 30 * time.Second
+	resultWriteTimeout = 5 * time.Minute
 )
 
 // MaxBodyBytes bounds a POST body: an image request or a catalog entry is
@@ -123,6 +132,9 @@ func (h *Handlers) image(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Job-Id", res.JobID)
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Content-Type-Options", "nosniff")
+	// The local API lifts its write timeout for job routes (a job answers
+	// when it is done); the answer's own writes are bounded here.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(resultWriteTimeout))
 	w.WriteHeader(http.StatusOK)
 	io.Copy(w, res.File)
 }
@@ -226,6 +238,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, "encoding: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

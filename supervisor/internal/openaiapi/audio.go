@@ -79,6 +79,7 @@ func (h *Handlers) transcribe(w http.ResponseWriter, r *http.Request) {
 	}
 	switch format {
 	case "text":
+		setWriteDeadline(w, writeTimeout)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, out.Text+"\n")
 	case "verbose_json":
@@ -136,6 +137,7 @@ func (h *Handlers) speech(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Type", mediaType(res.Ext))
 	hd.Set("Content-Length", strconv.FormatInt(res.Size, 10))
 	hd.Set("X-Job-Id", res.JobID)
+	setWriteDeadline(w, resultWriteTimeout)
 	w.WriteHeader(http.StatusOK)
 	io.Copy(w, res.File)
 }

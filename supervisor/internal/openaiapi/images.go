@@ -121,6 +121,7 @@ func (h *Handlers) imageFile(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Type", mediaType(filepath.Ext(name)))
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Cache-Control", "private, max-age=3600")
+	setWriteDeadline(w, resultWriteTimeout)
 	io.Copy(w, f)
 }
 

@@ -45,6 +45,21 @@ const MaxJSONBytes = 4 << 20
 // limit is the same order: an hour of 16 kHz mono WAV is 115 MB).
 const MaxAudioBytes = 256 << 20
 
+// writeTimeout bounds each write of an answer once its job is done (the
+// local API lifts its server-wide write timeout for job routes, which
+// answer when the job is done): a client that stops reading gives up its
+// connection after this long instead of holding a goroutine forever. A
+// streamed chunk gets the same, so a stalled stream cancels its job.
+const writeTimeout = 30 * time.Second
+
+// resultWriteTimeout bounds the writing of a binary result.
+const resultWriteTimeout = 5 * time.Minute
+
+// setWriteDeadline bounds the next writes to w by d from now.
+func setWriteDeadline(w http.ResponseWriter, d time.Duration) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+}
+
 // Handlers serves the routes. Create it with New.
 type Handlers struct {
 	jobs   *localjobs.Service
@@ -177,6 +192,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		http.Error(w, "encoding: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	setWriteDeadline(w, writeTimeout)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
