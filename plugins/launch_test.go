@@ -124,7 +124,7 @@ func (e *testEngine) Run(ctx context.Context, req *plugins.RunRequest, ev plugin
 }
 
 // launch starts the test binary as a plugin.
-func launch(t *testing.T, logger hclog.Logger) *plugins.Plugin {
+func launch(t testing.TB, logger hclog.Logger) *plugins.Plugin {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

@@ -159,6 +159,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		SHA256:      cfg.PluginSHA256,
 		RequirePins: cfg.RequirePins,
 		JobTimeouts: jobTimeouts(cfg),
+		NoSpare:     !*cfg.PluginWarmSpare,
 		Pids:        pids,
 	})
 	if err != nil {

@@ -169,20 +169,29 @@ func (p *stokerProcess) waitLine(t *testing.T, s string) {
 // pluginPids are the plugin processes the agent recorded for its reaper.
 func (p *stokerProcess) pluginPids(t *testing.T) []int {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(p.stateDir, "plugin-pids"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, n)
+	// Two plugins, each serving with a warm spare beside it: four
+	// processes once the spares, started in the background, are up. A pid
+	// record is a file: only polling will do.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		entries, err := os.ReadDir(filepath.Join(p.stateDir, "plugin-pids"))
+		if err != nil {
+			t.Fatal(err)
 		}
+		var pids []int
+		for _, e := range entries {
+			if n, err := strconv.Atoi(e.Name()); err == nil {
+				pids = append(pids, n)
+			}
+		}
+		if len(pids) == 4 {
+			return pids
+		}
+		if len(pids) > 4 || time.Now().After(deadline) {
+			t.Fatalf("recorded plugin pids %v, want the two plugins' and their spares'", pids)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if len(pids) != 2 {
-		t.Fatalf("recorded plugin pids %v, want the two plugins'", pids)
-	}
-	return pids
 }
 
 func (p *stokerProcess) exitCode(t *testing.T) int {

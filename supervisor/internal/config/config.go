@@ -123,6 +123,13 @@ type Config struct {
 	// PluginQuarantine is how long a quarantined plugin stays out of
 	// service before it is started again as a re-probe. ("1m")
 	PluginQuarantine Duration `toml:"plugin_quarantine"`
+	// PluginWarmSpare keeps one warm spare per plugin: a second process,
+	// started, handshaken and described, idle, swapped in at once when the
+	// serving one dies (crash → serving again in milliseconds instead of a
+	// process start). It costs one idle plugin process each (without a
+	// model: 16-42 MiB resident for this repository's plugins, 3-19 MiB
+	// of it private). false turns the spares off. (true)
+	PluginWarmSpare *bool `toml:"plugin_warm_spare"`
 	// PluginSHA256 pins plugin executables, by file name or by absolute
 	// path, to their hex SHA-256, e.g. [plugin_sha256] "synthetic-plugin"
 	// = "9f86d0...". A file name pins every plugin of that name, a path
@@ -299,6 +306,10 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LocalDefaultModel == "" {
 		c.LocalDefaultModel = DefaultLocalModel
+	}
+	if c.PluginWarmSpare == nil {
+		t := true
+		c.PluginWarmSpare = &t
 	}
 	if c.MachineName == "" {
 		c.MachineName, _ = os.Hostname()

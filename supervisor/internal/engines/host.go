@@ -62,6 +62,13 @@ type Config struct {
 	// in the heartbeats' capabilities) follows the device: the rest of the
 	// answer is kept from its launch. Negative: never. (default 30s)
 	DeviceRefresh time.Duration
+	// NoSpare turns the warm spares off. By default each plugin has one:
+	// a second process, started, handshaken and described, idle, swapped
+	// in at once when the serving one dies (a crash, a kill by the
+	// watchdog) instead of a process start, handshake and Describe. It
+	// costs one idle process per plugin (its resident memory without a
+	// model); a node short of memory turns it off. (false: a spare each)
+	NoSpare bool
 	// Pids, if set, is told of every plugin process as it starts and once
 	// it is gone, so the agent can record them for its start-up reaper.
 	Pids PidRecorder

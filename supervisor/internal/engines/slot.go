@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/stokerhq/stoker/plugins"
 )
 
@@ -42,6 +44,9 @@ type PluginStatus struct {
 	// LastExitStatus how; zero and "" before any death.
 	LastExit       time.Time
 	LastExitStatus string
+	// SparePid is the warm spare's process, idle and not serving (see
+	// Config.NoSpare); 0 when there is none.
+	SparePid int
 }
 
 // slot supervises one plugin executable across its successive processes.
@@ -80,6 +85,23 @@ type slot struct {
 	healthy bool
 	// instance is the process the two flags above are about.
 	instance *plugins.Plugin
+	// sparePid is the warm spare's process (0: none).
+	sparePid int
+}
+
+func (s *slot) setSparePid(pid int) {
+	s.mu.Lock()
+	s.sparePid = pid
+	s.mu.Unlock()
+	s.host.notify()
+}
+
+// countSpareDeath counts a spare that died at idle among the plugin's
+// crashes (not the breaker's: the serving instance is fine).
+func (s *slot) countSpareDeath() {
+	s.mu.Lock()
+	s.crashes++
+	s.mu.Unlock()
 }
 
 // markRan records that instance p was given a job.
@@ -161,7 +183,7 @@ func (s *slot) status() PluginStatus {
 	if s.proc != nil {
 		st.Pid = s.proc.Pid()
 	}
-	st.LastExit, st.LastExitStatus = s.lastExit, s.lastStat
+	st.LastExit, st.LastExitStatus, st.SparePid = s.lastExit, s.lastStat, s.sparePid
 	if s.state == StateRestarting {
 		st.NextStart = s.nextStart
 	}
@@ -177,56 +199,37 @@ func (s *slot) setLocked(st State) {
 }
 
 // supervise launches the plugin and relaunches it whenever it dies, until
-// ctx is done. It runs on its own goroutine, owned by the Host.
+// ctx is done. It runs on its own goroutine, owned by the Host. Unless
+// Config.NoSpare, it keeps a warm spare beside the serving instance and
+// swaps it in when the serving one dies and would be relaunched at once;
+// quarantine and restart backoff discard the spare.
 func (s *slot) supervise(ctx context.Context) {
 	defer s.firstOnce.Do(func() { close(s.firstDone) })
 	log := s.host.log.With("plugin", s.name)
+	sp := &spare{s: s, log: log.With("spare", true)}
+	defer sp.close()
 	streak := 0 // consecutive deaths without a quiet period
+	var (
+		p   *plugins.Plugin
+		d   *plugins.Description
+		err error
+	)
 	for {
-		p, d, err := s.launch()
+		if p == nil {
+			s.mu.Lock()
+			s.setLocked(StateStarting)
+			s.mu.Unlock()
+			p, d, err = s.launch()
+		}
 		s.firstOnce.Do(func() { close(s.firstDone) })
 		if err == nil {
-			s.mu.Lock()
-			s.proc, s.desc = p, d
-			s.instance, s.ranJob, s.healthy = p, false, false
-			close(s.servingCh)
-			if d.Ready {
-				s.setLocked(StateReady)
-				s.lastErr = ""
-			} else {
-				s.setLocked(StateNotReady)
-				s.lastErr = d.NotReadyReason
+			ranJob, lived, ok := s.serve(ctx, log, p, d, sp)
+			if !ok {
+				return // ctx ended: serve stopped the slot
 			}
-			s.mu.Unlock()
-			s.host.notify()
-			log.Info("plugin serving", "pid", p.Pid(), "version", d.Version, "engines", d.Engines, "kinds", d.Kinds, "ready", d.Ready, "reason", d.NotReadyReason)
-			started := s.host.cfg.Now()
-			stopRefresh := s.startRefresh(ctx, p)
-			select {
-			case <-ctx.Done():
-				stopRefresh()
-				p.Kill()
-				s.forgetPid(p.Pid())
-				s.stop()
-				return
-			case <-p.Exited():
-			}
-			stopRefresh()
 			st := p.ExitStatus()
-			s.mu.Lock()
-			s.servingCh = make(chan struct{})
-			s.proc = nil
-			s.lastExit, s.lastStat = st.At, st.String()
-			ranJob, healthy := s.ranJob, s.healthy
-			s.instance, s.ranJob, s.healthy = nil, false, false
-			if healthy {
-				s.breaker.Success()
-			}
-			s.mu.Unlock()
-			p.Kill() // releases the connection and go-plugin's goroutines
-			s.forgetPid(p.Pid())
 			err = fmt.Errorf("plugin process %s", st)
-			if ranJob || s.host.cfg.Now().Sub(started) >= s.host.cfg.Restart.Max {
+			if ranJob || lived >= s.host.cfg.Restart.Max {
 				// A job brought it down, or it had lived a backoff's
 				// worth: the relaunch is immediate.
 				streak = 0
@@ -235,6 +238,7 @@ func (s *slot) supervise(ctx context.Context) {
 		} else {
 			log.Error("plugin failed to start", "error", err)
 		}
+		p, d = nil, nil
 		if ctx.Err() != nil {
 			s.stop()
 			return
@@ -250,9 +254,19 @@ func (s *slot) supervise(ctx context.Context) {
 		if streak > 1 {
 			wait = s.host.cfg.Restart.Delay(streak - 1)
 		}
+		_, until := s.breaker.Quarantined(now)
 		if tripped {
-			_, until := s.breaker.Quarantined(now)
 			wait = max(wait, until.Sub(now))
+		}
+		s.mu.Unlock()
+		if wait > 0 {
+			// Out of service for a while: a spare started now would
+			// serve after the quarantine or backoff it was not checked
+			// against. It goes before the state says so.
+			sp.discard()
+		}
+		s.mu.Lock()
+		if tripped {
 			s.setLocked(StateQuarantined)
 			log.Warn("plugin quarantined after repeated crashes", "until", until, "crashes", s.breaker.Crashes, "window", s.breaker.Window)
 		} else {
@@ -264,12 +278,83 @@ func (s *slot) supervise(ctx context.Context) {
 		}
 		s.restarts++
 		s.mu.Unlock()
+		if wait == 0 {
+			var ok bool
+			if p, d, ok = sp.take(ctx); ok {
+				err = nil
+				log.Info("spare swapped in", "pid", p.Pid())
+				continue
+			}
+		}
 		s.host.notify()
 		if !sleepCtx(ctx, wait) {
 			s.stop()
 			return
 		}
 	}
+}
+
+// serve makes p the serving instance and watches it, and the spare, until p
+// dies (ok, with whether it ran a job and how long it lived) or ctx ends
+// (!ok: everything is killed and the slot stopped).
+func (s *slot) serve(ctx context.Context, log hclog.Logger, p *plugins.Plugin, d *plugins.Description, sp *spare) (ranJob bool, lived time.Duration, ok bool) {
+	s.mu.Lock()
+	s.proc, s.desc = p, d
+	s.instance, s.ranJob, s.healthy = p, false, false
+	close(s.servingCh)
+	if d.Ready {
+		s.setLocked(StateReady)
+		s.lastErr = ""
+	} else {
+		s.setLocked(StateNotReady)
+		s.lastErr = d.NotReadyReason
+	}
+	s.nextStart = time.Time{}
+	s.mu.Unlock()
+	s.host.notify()
+	log.Info("plugin serving", "pid", p.Pid(), "version", d.Version, "engines", d.Engines, "kinds", d.Kinds, "ready", d.Ready, "reason", d.NotReadyReason)
+	started := s.host.cfg.Now()
+	stopRefresh := s.startRefresh(ctx, p)
+	defer stopRefresh()
+	for {
+		if !s.host.cfg.NoSpare {
+			sp.want()
+		}
+		select {
+		case <-ctx.Done():
+			stopRefresh()
+			p.Kill()
+			s.forgetPid(p.Pid())
+			sp.close()
+			s.stop()
+			return false, 0, false
+		case r := <-sp.landedC():
+			sp.landed(r)
+			continue
+		case <-sp.exitedC():
+			sp.died()
+			continue
+		case <-sp.retryDue():
+			sp.retried()
+			continue
+		case <-p.Exited():
+		}
+		break
+	}
+	st := p.ExitStatus()
+	s.mu.Lock()
+	s.servingCh = make(chan struct{})
+	s.proc = nil
+	s.lastExit, s.lastStat = st.At, st.String()
+	ranJob, healthy := s.ranJob, s.healthy
+	s.instance, s.ranJob, s.healthy = nil, false, false
+	if healthy {
+		s.breaker.Success()
+	}
+	s.mu.Unlock()
+	p.Kill() // releases the connection and go-plugin's goroutines
+	s.forgetPid(p.Pid())
+	return ranJob, s.host.cfg.Now().Sub(started), true
 }
 
 // startRefresh asks instance p to describe itself every DeviceRefresh, on
@@ -341,9 +426,6 @@ func (s *slot) stop() {
 // launch starts a fresh process (a used go-plugin client cannot be
 // restarted) and asks it to describe itself, both within StartTimeout.
 func (s *slot) launch() (*plugins.Plugin, *plugins.Description, error) {
-	s.mu.Lock()
-	s.setLocked(StateStarting)
-	s.mu.Unlock()
 	cfg := s.host.cfg
 	var pid atomic.Int64
 	p, err := plugins.Launch(plugins.LaunchConfig{

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -73,8 +74,13 @@ type Report struct {
 	// Crash → fail received by the studio; crash → plugin serving again.
 	FailLatency  []time.Duration
 	ServeLatency []time.Duration
-	Lost         int
-	Duplicates   int
+	// SpareServe and RelaunchServe split ServeLatency: serving again by a
+	// warm spare swapped in, or by a process started after the crash
+	// (no spare was ready: the agent runs without spares, or the crash
+	// came before the spare that replaced the last one was up).
+	SpareServe, RelaunchServe []time.Duration
+	Lost                      int
+	Duplicates                int
 	// SupervisorCrashes counts unexpected exits of the stoker process.
 	SupervisorCrashes int
 	Elapsed           time.Duration
@@ -235,6 +241,7 @@ func tally(rep *Report, views []devstudio.JobView, frames *Frames, log *AgentLog
 	attempts, lost, dups := frames.Attempts()
 	rep.Attempts, rep.Lost, rep.Duplicates = attempts, rep.Lost+lost, dups
 	serving := log.Serving("faults-plugin")
+	bySpare := log.SpareServing("faults-plugin")
 	rep.PluginRestarts = log.Died()
 	for _, f := range frames.Fails() {
 		m := crashAt.FindStringSubmatch(f.Message)
@@ -248,7 +255,13 @@ func tally(rep *Report, views []devstudio.JobView, frames *Frames, log *AgentLog
 		crash := time.Unix(0, ns)
 		rep.FailLatency = append(rep.FailLatency, f.At.Sub(crash))
 		if i, ok := slices.BinarySearchFunc(serving, crash, func(a, b time.Time) int { return a.Compare(b) }); ok || i < len(serving) {
-			rep.ServeLatency = append(rep.ServeLatency, serving[i].Sub(crash))
+			d := serving[i].Sub(crash)
+			rep.ServeLatency = append(rep.ServeLatency, d)
+			if bySpare[serving[i]] {
+				rep.SpareServe = append(rep.SpareServe, d)
+			} else {
+				rep.RelaunchServe = append(rep.RelaunchServe, d)
+			}
 		}
 	}
 }
@@ -280,6 +293,8 @@ func (r *Report) Print(w io.Writer) {
 		{"crash -> fail received p99", ms(Percentile(r.FailLatency, 99))},
 		{"crash -> serving again p50", ms(Percentile(r.ServeLatency, 50))},
 		{"crash -> serving again p99", ms(Percentile(r.ServeLatency, 99))},
+		{"  by a spare p50, p99", fmt.Sprintf("%s, %s (%d)", ms(Percentile(r.SpareServe, 50)), ms(Percentile(r.SpareServe, 99)), len(r.SpareServe))},
+		{"  by a relaunch p50, p99", fmt.Sprintf("%s, %s (%d)", ms(Percentile(r.RelaunchServe, 50)), ms(Percentile(r.RelaunchServe, 99)), len(r.RelaunchServe))},
 		{"crashes measured", fmt.Sprintf("%d fail, %d serve", len(r.FailLatency), len(r.ServeLatency))},
 		{"elapsed", r.Elapsed.Round(time.Millisecond).String()},
 	}
@@ -366,6 +381,10 @@ func (s *supervisor) crashes() int {
 type AgentLog struct {
 	mu      sync.Mutex // guards all below
 	serving map[string][]time.Time
+	// bySpare holds the serving moments that followed a "spare swapped
+	// in" line of the same plugin; swapped is that plugin's pending line.
+	bySpare map[string]map[time.Time]bool
+	swapped map[string]bool
 	died    int
 }
 
@@ -401,8 +420,21 @@ func (l *AgentLog) Line(line []byte) {
 		}
 		if l.serving == nil {
 			l.serving = map[string][]time.Time{}
+			l.bySpare = map[string]map[time.Time]bool{}
 		}
 		l.serving[e.Plugin] = append(l.serving[e.Plugin], t)
+		if l.swapped[e.Plugin] {
+			if l.bySpare[e.Plugin] == nil {
+				l.bySpare[e.Plugin] = map[time.Time]bool{}
+			}
+			l.bySpare[e.Plugin][t] = true
+			delete(l.swapped, e.Plugin)
+		}
+	case "spare swapped in":
+		if l.swapped == nil {
+			l.swapped = map[string]bool{}
+		}
+		l.swapped[e.Plugin] = true
 	case "plugin died":
 		l.died++
 	}
@@ -415,6 +447,14 @@ func (l *AgentLog) Serving(plugin string) []time.Time {
 	s := slices.Clone(l.serving[plugin])
 	slices.SortFunc(s, func(a, b time.Time) int { return a.Compare(b) })
 	return s
+}
+
+// SpareServing returns the moments plugin started serving with a warm
+// spare swapped in.
+func (l *AgentLog) SpareServing(plugin string) map[time.Time]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.bySpare[plugin])
 }
 
 // Died is the number of plugin deaths logged.

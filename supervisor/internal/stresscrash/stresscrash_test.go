@@ -80,6 +80,18 @@ func TestTallyAndPrint(t *testing.T) {
 	if len(rep.FailLatency) != 1 || rep.FailLatency[0] != 12*time.Millisecond || len(rep.ServeLatency) != 1 || rep.ServeLatency[0] != 80*time.Millisecond {
 		t.Errorf("latencies fail %v serve %v, want [12ms] [80ms]", rep.FailLatency, rep.ServeLatency)
 	}
+	if len(rep.RelaunchServe) != 1 || len(rep.SpareServe) != 0 {
+		t.Errorf("by a relaunch %v, by a spare %v; want the one serve by a relaunch", rep.RelaunchServe, rep.SpareServe)
+	}
+	// The same crash, served again by a spare swapped in.
+	var spareLog AgentLog
+	spareLog.Line([]byte(`{"@message":"spare swapped in","plugin":"faults-plugin"}`))
+	spareLog.Line([]byte(`{"@message":"plugin serving","@timestamp":"` + crash.Add(time.Millisecond).UTC().Format(time.RFC3339Nano) + `","plugin":"faults-plugin"}`))
+	spareRep := &Report{Jobs: 2}
+	tally(spareRep, []devstudio.JobView{{ID: "b", Status: devstudio.JobCompleted}}, &f, &spareLog)
+	if len(spareRep.SpareServe) != 1 || spareRep.SpareServe[0] != time.Millisecond || len(spareRep.RelaunchServe) != 0 {
+		t.Errorf("by a spare %v, by a relaunch %v; want [1ms] by a spare", spareRep.SpareServe, spareRep.RelaunchServe)
+	}
 	var out bytes.Buffer
 	rep.Print(&out)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
