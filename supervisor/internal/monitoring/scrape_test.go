@@ -272,16 +272,13 @@ scrape_configs:
 	prom.waitFor(t, ctx, "the failures scraped", `stoker_jobs_total{outcome="failed_final"}`, func(rs []promResult) bool {
 		return len(rs) == 1 && rs[0].value() == "2"
 	})
-	dur := prom.waitFor(t, ctx, "the job durations scraped", `stoker_job_duration_seconds_count`, func(rs []promResult) bool {
-		return len(rs) == 2
+	prom.waitFor(t, ctx, "the job durations scraped: llm completed 1, audio_stt failed_final 2", `stoker_job_duration_seconds_count`, func(rs []promResult) bool {
+		got := map[string]string{}
+		for _, r := range rs {
+			got[r.Metric["kind"]+"/"+r.Metric["engine"]+"/"+r.Metric["outcome"]] = r.value()
+		}
+		return len(got) == 2 && got["llm/synthetic/completed"] == "1" && got["audio_stt/synthetic/failed_final"] == "2"
 	})
-	got := map[string]string{}
-	for _, r := range dur {
-		got[r.Metric["kind"]+"/"+r.Metric["engine"]+"/"+r.Metric["outcome"]] = r.value()
-	}
-	if got["llm/synthetic/completed"] != "1" || got["audio_stt/synthetic/failed_final"] != "2" {
-		t.Errorf("job duration counts %v, want llm completed 1 and audio_stt failed_final 2", got)
-	}
 	for _, expr := range []string{`process_resident_memory_bytes{job="stoker"}`, `stoker_plugin_resident_memory_bytes{plugin="synthetic-plugin"}`, `go_goroutines{job="stoker"}`} {
 		prom.waitFor(t, ctx, expr, expr, func(rs []promResult) bool { return len(rs) == 1 && rs[0].value() != "0" })
 	}
