@@ -240,12 +240,12 @@ scrape_configs:
 	prom.waitFor(t, ctx, "the agent scraped", `stoker_session_welcomed{job="stoker"}`, func(rs []promResult) bool {
 		return len(rs) == 1 && rs[0].value() == "1" && rs[0].Metric["instance"] == target
 	})
-	prom.waitFor(t, ctx, "zero job counts scraped", `stoker_jobs_total{outcome="failed_final"}`, func(rs []promResult) bool {
+	prom.waitFor(t, ctx, "zero job counts scraped", `sum(stoker_jobs_total)`, func(rs []promResult) bool {
 		return len(rs) == 1 && rs[0].value() == "0"
 	})
 
-	// One job completes; two fail for good (a file:// input the node does
-	// not allow).
+	// One job completes; two fail (a file:// input the node cannot read),
+	// each attempt a failure the node counts.
 	var ids []string
 	id, err := f.Submit(ctx, "synthetic-llm", map[string]any{"kind": "llm", "messages": []map[string]string{{"role": "user", "content": "hi"}}})
 	if err != nil {
@@ -263,21 +263,32 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
+	failures := 0 // attempts that failed, each one counted by the node
 	for i, j := range jobs {
 		if want := map[bool]string{true: "completed", false: "failed"}[i == 0]; j.Status != want {
 			t.Fatalf("job %d: %s (%s), want %s", i, j.Status, j.Error, want)
 		}
+		if i > 0 {
+			failures += j.Attempts
+		}
 	}
+	want := fmt.Sprint(failures)
 
-	prom.waitFor(t, ctx, "the failures scraped", `stoker_jobs_total{outcome="failed_final"}`, func(rs []promResult) bool {
-		return len(rs) == 1 && rs[0].value() == "2"
+	prom.waitFor(t, ctx, "the failures scraped ("+want+")", `sum(stoker_jobs_total{outcome=~"failed_.*"})`, func(rs []promResult) bool {
+		return len(rs) == 1 && rs[0].value() == want
 	})
-	prom.waitFor(t, ctx, "the job durations scraped: llm completed 1, audio_stt failed_final 2", `stoker_job_duration_seconds_count`, func(rs []promResult) bool {
+	prom.waitFor(t, ctx, "the job durations scraped: llm completed 1, audio_stt failed "+want, `sum by (kind, engine, outcome) (stoker_job_duration_seconds_count)`, func(rs []promResult) bool {
 		got := map[string]string{}
+		failed := 0
 		for _, r := range rs {
 			got[r.Metric["kind"]+"/"+r.Metric["engine"]+"/"+r.Metric["outcome"]] = r.value()
+			if r.Metric["kind"] == "audio_stt" && r.Metric["engine"] == "synthetic" && strings.HasPrefix(r.Metric["outcome"], "failed_") {
+				var n int
+				fmt.Sscan(r.value(), &n)
+				failed += n
+			}
 		}
-		return len(got) == 2 && got["llm/synthetic/completed"] == "1" && got["audio_stt/synthetic/failed_final"] == "2"
+		return got["llm/synthetic/completed"] == "1" && fmt.Sprint(failed) == want
 	})
 	for _, expr := range []string{`process_resident_memory_bytes{job="stoker"}`, `stoker_plugin_resident_memory_bytes{plugin="synthetic-plugin"}`, `go_goroutines{job="stoker"}`} {
 		prom.waitFor(t, ctx, expr, expr, func(rs []promResult) bool { return len(rs) == 1 && rs[0].value() != "0" })
