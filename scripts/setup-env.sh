@@ -6,7 +6,7 @@ _stoker_need() {
 	local missing=()
 	command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 	command -v go >/dev/null || { echo "Go is not installed (want Go 1.26 at /usr/local/go)" >&2; return 1; }
-	for tool in cmake pkg-config git npm g++ flock promtool prometheus zsh patchelf systemd-analyze; do
+	for tool in cmake pkg-config git npm g++ flock promtool prometheus zsh patchelf systemd-analyze debootstrap podman runc; do
 		command -v "$tool" >/dev/null || missing+=("$tool")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
@@ -18,6 +18,7 @@ _stoker_need() {
 		zsh) pkgs+=(zsh) ;;           # the zsh completion's test
 		patchelf) pkgs+=(patchelf) ;; # release.sh: the binaries' RUNPATH relative to themselves
 		systemd-analyze) pkgs+=(systemd) ;; # the units' security rating, offline
+		debootstrap | podman | runc) pkgs+=("$tool") ;; # image.sh and the image's test (runc: crun refuses this machine's cgroups)
 		promtool | prometheus) [[ " ${pkgs[*]} " == *" prometheus "* ]] || pkgs+=(prometheus) ;; # the alert rules' tests and the scrape test
 		*) pkgs+=("$tool") ;;
 		esac

@@ -40,6 +40,9 @@ go vet -tags "$tags" ./...
 echo "== go test"
 go test -tags "$tags" -timeout 30m ./...
 
+echo "== deploy/check (the Kubernetes and Nomad files; a module of its own)"
+(cd deploy/check && go vet ./... && go test ./...)
+
 echo "== llama.cpp on Vulkan (Mesa's lavapipe)"
 # The llama plugin on the GPU build of its libraries (STOKER_GPU=vulkan:
 # scripts/engines/llama-gpu.sh, from the engines cache after its first run),

@@ -31,23 +31,56 @@ const testUser = "stoker-release-test"
 // productionPlugins are what bin/ holds besides stoker; nothing else.
 var productionPlugins = []string{"llamacpp-plugin", "onnx-plugin", "sdcpp-plugin", "whisper-plugin"}
 
-// TestRelease builds the release once and checks it from every side.
-func TestRelease(t *testing.T) {
-	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		t.Skipf("releases are built for linux-amd64, not %s-%s", runtime.GOOS, runtime.GOARCH)
+// releaseDir holds what the tests build, once per test binary run
+// (TestMain removes it).
+var releaseDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "stoker-releasetest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	out := t.TempDir()
+	releaseDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testVersion is the version the test's release carries.
+const testVersion = "9.8.7-test"
+
+// buildRelease runs scripts/release.sh once per test binary run and
+// returns the tarball's path.
+var buildRelease = sync.OnceValues(func() (string, error) {
 	cmd := exec.Command("bash", "../../../scripts/release.sh")
-	cmd.Env = append(os.Environ(), "STOKER_RELEASE_DIR="+out, "STOKER_RELEASE_VERSION=9.8.7-test")
+	cmd.Env = append(os.Environ(), "STOKER_RELEASE_DIR="+releaseDir, "STOKER_RELEASE_VERSION="+testVersion)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("release.sh: %v\n%s", err, tail(stderr.String(), 4000))
+		return "", fmt.Errorf("release.sh: %v\n%s", err, tail(stderr.String(), 4000))
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	tarball := lines[len(lines)-1]
-	if filepath.Base(tarball) != "stoker-9.8.7-test-linux-amd64.tar.gz" {
+	return lines[len(lines)-1], nil
+})
+
+func releaseTarball(t *testing.T) string {
+	t.Helper()
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skipf("releases are built for linux-amd64, not %s-%s", runtime.GOOS, runtime.GOARCH)
+	}
+	tarball, err := buildRelease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tarball
+}
+
+// TestRelease checks the release from every side.
+func TestRelease(t *testing.T) {
+	tarball := releaseTarball(t)
+	if filepath.Base(tarball) != "stoker-"+testVersion+"-linux-amd64.tar.gz" {
 		t.Fatalf("release.sh printed %q", tarball)
 	}
 	sumCheck := exec.Command("sha256sum", "-c", filepath.Base(tarball)+".sha256")
@@ -64,7 +97,7 @@ func TestRelease(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dir := filepath.Join(base, "opt", "stoker-9.8.7-test")
+	dir := filepath.Join(base, "opt", "stoker-"+testVersion)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +117,7 @@ func TestRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"stoker 9.8.7-test", "commit:", "go:      go1.", "llama.cpp v", "whisper.cpp ", "stable-diffusion.cpp ", "onnxruntime "} {
+		for _, want := range []string{"stoker " + testVersion, "commit:", "go:      go1.", "llama.cpp v", "whisper.cpp ", "stable-diffusion.cpp ", "onnxruntime "} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("stoker version lacks %q:\n%s", want, out)
 			}
@@ -320,19 +353,8 @@ func serveTinyLlama(t *testing.T, base, dir string) {
 		t.Fatalf("config validate as %s: %v\n%s", r.name, err, out)
 	}
 
-	var studioLog, agentLog lockedBuffer
-	studio := r.command(ctx, stoker, "studio", "-listen", studioAddr, "-auto-approve", "-dir", studioDir)
-	studio.Stdout, studio.Stderr = &studioLog, &studioLog
-	if err := studio.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		studio.Process.Signal(syscall.SIGTERM)
-		studio.Wait()
-		if t.Failed() {
-			t.Logf("studio log:\n%s", tail(studioLog.String(), 4000))
-		}
-	}()
+	studioURL := startStudio(t, ctx, r, stoker, studioAddr, studioDir)
+	var agentLog lockedBuffer
 	agentCmd := r.command(ctx, stoker, "agent", "-config", config)
 	agentCmd.Stdout, agentCmd.Stderr = &agentLog, &agentLog
 	if err := agentCmd.Start(); err != nil {
@@ -345,7 +367,6 @@ func serveTinyLlama(t *testing.T, base, dir string) {
 			t.Logf("agent log:\n%s", tail(agentLog.String(), 8000))
 		}
 	}()
-	studioURL := "http://" + studioAddr
 
 	// Every plugin of the release ready: each found its engine library
 	// in lib/.
@@ -367,26 +388,7 @@ func serveTinyLlama(t *testing.T, base, dir string) {
 		return true
 	})
 
-	var sub struct{ ID string }
-	body := `{"model":"tiny-llama","task":{"kind":"llm","messages":[{"role":"user","content":"Say hello"}],"maxTokens":8,"seed":1}}`
-	until(t, ctx, agentDone, "the studio takes the job", func() bool {
-		resp, err := http.Post(studioURL+"/api/jobs", "application/json", strings.NewReader(body))
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&sub) == nil && sub.ID != ""
-	})
-	var job struct {
-		Status, Error, Worker string
-		Result                json.RawMessage
-	}
-	until(t, ctx, agentDone, "the job done", func() bool {
-		return getJSON(studioURL+"/api/jobs/"+sub.ID, &job) == nil && (job.Status == "completed" || job.Status == "failed")
-	})
-	if job.Status != "completed" || len(job.Result) == 0 {
-		t.Fatalf("job %s: %s %s %s", sub.ID, job.Status, job.Error, job.Result)
-	}
+	job := serveJob(t, ctx, studioURL, agentDone)
 	t.Logf("tiny-llama served by %s: %s", job.Worker, job.Result)
 
 	// stoker ps, as the service user, through the local API.
@@ -411,9 +413,67 @@ func serveTinyLlama(t *testing.T, base, dir string) {
 	}
 }
 
+// startStudio runs `stoker studio` of the release as r on addr, with the
+// dev models in dir, auto-approving; it stops when the test ends. It
+// returns the studio's URL once its catalog holds tiny-llama.
+func startStudio(t *testing.T, ctx context.Context, r runAs, stoker, addr, dir string) string {
+	var studioLog lockedBuffer
+	studio := r.command(ctx, stoker, "studio", "-listen", addr, "-auto-approve", "-dir", dir)
+	studio.Stdout, studio.Stderr = &studioLog, &studioLog
+	if err := studio.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- studio.Wait() }()
+	t.Cleanup(func() {
+		studio.Process.Signal(syscall.SIGTERM)
+		<-done
+		if t.Failed() {
+			t.Logf("studio log:\n%s", tail(studioLog.String(), 4000))
+		}
+	})
+	url := "http://" + addr
+	until(t, ctx, done, "the studio's catalog", func() bool {
+		var ids []string
+		return getJSON(url+"/api/models", &ids) == nil && slices.Contains(ids, "tiny-llama")
+	})
+	return url
+}
+
+// job is a studio job as its API shows it.
+type job struct {
+	ID, Status, Error, Worker string
+	Result                    json.RawMessage
+}
+
+// serveJob submits a tiny-llama chat job to the studio and waits until it
+// is completed, failing t otherwise.
+func serveJob(t *testing.T, ctx context.Context, studioURL string, agentDone <-chan error) job {
+	t.Helper()
+	var sub struct{ ID string }
+	body := `{"model":"tiny-llama","task":{"kind":"llm","messages":[{"role":"user","content":"Say hello"}],"maxTokens":8,"seed":1}}`
+	resp, err := http.Post(studioURL+"/api/jobs", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&sub)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || sub.ID == "" {
+		t.Fatalf("submit: %s %v", resp.Status, err)
+	}
+	var j job
+	until(t, ctx, agentDone, "the job done", func() bool {
+		return getJSON(studioURL+"/api/jobs/"+sub.ID, &j) == nil && (j.Status == "completed" || j.Status == "failed")
+	})
+	if j.Status != "completed" || len(j.Result) == 0 {
+		t.Fatalf("job %s: %s %s %s", sub.ID, j.Status, j.Error, j.Result)
+	}
+	return j
+}
+
 // until polls cond (a real HTTP answer each time) until it holds, failing
-// t when ctx ends or the agent exits first.
-func until(t *testing.T, ctx context.Context, agentDone <-chan error, what string, cond func() bool) {
+// t when ctx ends or the process behind done (the agent) exits first.
+func until(t *testing.T, ctx context.Context, done <-chan error, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -421,8 +481,8 @@ func until(t *testing.T, ctx context.Context, agentDone <-chan error, what strin
 		select {
 		case <-ctx.Done():
 			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case err := <-agentDone:
-			t.Fatalf("waiting for %s: the agent exited: %v", what, err)
+		case err := <-done:
+			t.Fatalf("waiting for %s: it exited: %v", what, err)
 		case <-tick.C:
 		}
 	}
