@@ -85,4 +85,7 @@ _stoker_env() {
 	export PKG_CONFIG_PATH CGO_CFLAGS CGO_CXXFLAGS CGO_LDFLAGS
 }
 _stoker_env
+_stoker_rc=$?
 unset -f _stoker_env
+# A bad STOKER_GPU fails the `.` (and, under set -e, the sourcing script).
+return "$_stoker_rc" 2>/dev/null || true
