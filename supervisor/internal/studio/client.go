@@ -442,8 +442,11 @@ func (c *Client) releaseSlot() {
 	c.setCurrentJob("")
 	c.slotMu.Lock()
 	defer c.slotMu.Unlock()
-	c.finishing.Store(false)
+	// The slot is free before finishing is cleared: an offer that found
+	// it busy then sees either finishing (and waits on slotFree, closed
+	// below) or a free slot (see handleOffer).
 	c.unreserve()
+	c.finishing.Store(false)
 	if c.slotFree != nil {
 		close(c.slotFree)
 	}

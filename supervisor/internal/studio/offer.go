@@ -28,9 +28,17 @@ func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim
 		// The job in the slot may be reporting its outcome right now; the
 		// studio offers the next one as soon as it has it, so one offer
 		// (never more: a flood must not start a goroutine each) waits for
-		// the slot instead of being rejected busy.
-		if c.busy.Load() && c.finishing.Load() && c.offerWaiting.CompareAndSwap(false, true) {
-			freed := c.slotFreed()
+		// the slot instead of being rejected busy. freed is taken before
+		// busy is looked at again: a release after this point closes it,
+		// and one before it shows as a free slot (releaseSlot frees the
+		// slot before it clears finishing), so the offer neither waits out
+		// finishingWait for a slot already free nor is refused for it.
+		freed := c.slotFreed()
+		if !c.busy.Load() {
+			s.admit(claim)
+			return
+		}
+		if c.finishing.Load() && c.offerWaiting.CompareAndSwap(false, true) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
@@ -139,10 +147,8 @@ func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOffe
 	// transcript does the same) and, once acked, proves the studio has
 	// read the accept: the binary upload, which travels on another
 	// connection, waits for that before it starts (see reporter.Upload).
-	seq, err := s.sendHeartbeat()
-	if err != nil {
-		log.Warn("heartbeat after accept failed", "error", err)
-	}
+	// The heartbeat pump writes it while the job starts.
+	seq := s.beatSoon()
 	rep := c.newReporter(s, claim.JobID, log)
 	rep.release = release
 	rep.acceptSeq = seq

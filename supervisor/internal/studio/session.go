@@ -61,6 +61,9 @@ type session struct {
 	// and guards hbSent.
 	writeMu sync.Mutex
 	hbSent  uint64 // heartbeats written, in wire order
+	// beatNow asks the heartbeat pump for a heartbeat at once (one slot:
+	// repeated asks collapse into one).
+	beatNow chan struct{}
 	lastMu  sync.Mutex
 	recent  [4]sentFrame // the last frames written in full, a ring; guarded by lastMu
 	nSent   int          // frames written; guarded by lastMu
@@ -153,6 +156,7 @@ func (c *Client) runSession(ctx context.Context, workerID string, token secret.V
 		token:    token,
 		done:     make(chan struct{}),
 		broken:   make(chan struct{}),
+		beatNow:  make(chan struct{}, 1),
 		rejects:  newRejectQueue(),
 	}
 	c.update(func(st *Status) { st.Connected = true })
@@ -454,6 +458,22 @@ func (s *session) sendHeartbeat() (uint64, error) {
 	return s.write(protocol.Heartbeat{Capabilities: s.c.capabilities(), CurrentJobID: s.c.currentJob()})
 }
 
+// beatSoon has the heartbeat pump send a heartbeat at once, on its own
+// goroutine, and returns the place that heartbeat will have among the
+// session's heartbeats: whatever was written before the call is read by
+// the studio before it, so its ack proves the studio read those frames.
+// The caller does not wait for the write.
+func (s *session) beatSoon() uint64 {
+	s.writeMu.Lock()
+	next := s.hbSent + 1
+	s.writeMu.Unlock()
+	select {
+	case s.beatNow <- struct{}{}:
+	default:
+	}
+	return next
+}
+
 func (s *session) heartbeatAcked() {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
@@ -595,6 +615,7 @@ func (s *session) heartbeatPump() {
 		case <-s.done:
 			return
 		case <-t.C:
+		case <-s.beatNow:
 		}
 	}
 }
@@ -614,6 +635,7 @@ func (s *session) logPump() {
 		case <-s.done:
 			return
 		case <-t.C:
+		case <-s.beatNow:
 		}
 	}
 }
