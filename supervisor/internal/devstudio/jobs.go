@@ -248,6 +248,19 @@ func (s *Server) claimLocked(j *job) protocol.JobOfferClaim {
 func (s *Server) offerLocked(ss *session, j *job) {
 	j.status, j.holder, j.worker, j.updated = JobOffered, ss, ss.workerID, time.Now()
 	ss.job = j
-	ss.enqueueLocked(protocol.Offer{Claim: s.claimLocked(j)})
+	b, err := protocol.Encode(protocol.Offer{Claim: s.claimLocked(j)})
+	if err != nil {
+		s.log.Error("encode frame", "type", "offer", "error", err)
+		return
+	}
+	j.offerSeq++
+	seq := j.offerSeq
+	ss.pushLocked(outMsg{kind: outText, data: b, sending: func(at time.Time) {
+		s.mu.Lock()
+		if j.offerSeq == seq {
+			j.offered = at
+		}
+		s.mu.Unlock()
+	}})
 	s.log.Debug("offered job", "job", j.id, "worker", ss.workerID)
 }

@@ -35,6 +35,9 @@ type outMsg struct {
 	msgType int // outRaw: websocket message type
 	data    []byte
 	code    int // outClose
+	// sending, if set, is told when the frame's write begins (the worker
+	// may have read it before the write returns).
+	sending func(time.Time)
 }
 
 // session is one WebSocket connection of a worker. The fields after mu's
@@ -133,6 +136,9 @@ func (ss *session) writeLoop() {
 			var err error
 			switch m.kind {
 			case outText:
+				if m.sending != nil {
+					m.sending(time.Now())
+				}
 				err = ss.conn.WriteMessage(websocket.TextMessage, m.data)
 			case outRaw:
 				err = ss.conn.WriteMessage(m.msgType, m.data)
@@ -196,6 +202,7 @@ func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request, workerID 
 func (s *Server) readLoop(ss *session) {
 	for {
 		mt, data, err := ss.conn.ReadMessage()
+		read := time.Now()
 		if err != nil {
 			s.log.Debug("session read ended", "worker", ss.workerID, "error", err)
 			return
@@ -217,7 +224,7 @@ func (s *Server) readLoop(ss *session) {
 			s.mu.Unlock()
 			continue
 		}
-		s.handleFrame(ss, f)
+		s.handleFrame(ss, f, read)
 	}
 }
 
@@ -265,7 +272,8 @@ func framePoint(f protocol.Frame) (Point, string) {
 	return "", ""
 }
 
-func (s *Server) handleFrame(ss *session, f protocol.Frame) {
+// handleFrame handles frame f of session ss, read at read.
+func (s *Server) handleFrame(ss *session, f protocol.Frame, read time.Time) {
 	if drop := s.cfg.Hooks.Drop; drop != nil {
 		if p, jobID := framePoint(f); p != "" && drop(ss.workerID, p, jobID) {
 			s.log.Info("hook: dropping socket", "worker", ss.workerID, "point", p)
@@ -343,7 +351,7 @@ func (s *Server) handleFrame(ss *session, f protocol.Frame) {
 		}
 		s.stats.Outcomes++
 		s.unholdLocked(j)
-		j.status, j.updated = JobCompleted, now
+		j.status, j.updated, j.reported = JobCompleted, now, read
 		j.result, j.prompt, j.errMsg = v.Result, v.Prompt, ""
 		ss.enqueueLocked(protocol.CompleteAck{JobID: j.id})
 		s.dispatchLocked()
@@ -356,7 +364,7 @@ func (s *Server) handleFrame(ss *session, f protocol.Frame) {
 			return
 		}
 		s.stats.Outcomes++
-		j.retryable = v.Retryable
+		j.retryable, j.reported = v.Retryable, read
 		if v.Retryable {
 			s.releaseLocked(j, v.Error, true)
 		} else {

@@ -181,6 +181,11 @@ func TestJSONJobLifecycle(t *testing.T) {
 	if string(v.Result) != `{"object":"chat.completion"}` || v.Prompt != "Say hello" || v.Worker != w.id || v.Attempts != 0 {
 		t.Errorf("got %+v, want the result, prompt and worker", v)
 	}
+	// The worker's share of the round trip: the offer written, then the
+	// outcome read.
+	if v.OfferedAt.IsZero() || v.ReportedAt.Before(v.OfferedAt) {
+		t.Errorf("offered at %v, reported at %v: want both, in that order", v.OfferedAt, v.ReportedAt)
+	}
 	// Server-driven next offer: a second job is offered without a heartbeat.
 	id2 := submit(t, s, "synthetic-llm", llmTask)
 	if o := expect[protocol.Offer](w); o.Claim.JobID != id2 {

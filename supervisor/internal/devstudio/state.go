@@ -49,6 +49,12 @@ type job struct {
 	uploads    int // upload attempts seen, for Hooks.UploadStatus
 	created    time.Time
 	updated    time.Time
+	// offered is when the last offer of the job was written to the
+	// worker's socket, reported when its outcome was read (completeJson,
+	// fail) or its upload stored: between them is the worker's part of
+	// the round trip, the studio's own work outside it.
+	offered, reported time.Time
+	offerSeq          int // offers made, so a late write time is not another offer's
 }
 
 // JobView is a snapshot of a job, as the JSON API returns it.
@@ -72,6 +78,12 @@ type JobView struct {
 	Prompt       string    `json:"prompt,omitempty"`
 	CreatedAt    time.Time `json:"createdAt"`
 	UpdatedAt    time.Time `json:"updatedAt"`
+	// OfferedAt is when the last offer was written to the worker's
+	// socket, ReportedAt when the studio read its outcome (or stored its
+	// upload): ReportedAt - OfferedAt is the worker's share of a round
+	// trip, the rest the studio's (the benchmarks report both).
+	OfferedAt  time.Time `json:"offeredAt,omitzero"`
+	ReportedAt time.Time `json:"reportedAt,omitzero"`
 }
 
 func (s *Server) viewLocked(j *job) JobView {
@@ -80,6 +92,7 @@ func (s *Server) viewLocked(j *job) JobView {
 		Worker: j.worker, Error: j.errMsg, Retryable: j.retryable, Result: j.result,
 		ResultExt: j.resultExt, ResultSHA256: j.resultSHA, ResultBytes: j.resultSize,
 		Prompt: j.prompt, CreatedAt: j.created, UpdatedAt: j.updated,
+		OfferedAt: j.offered, ReportedAt: j.reported,
 	}
 	if j.resultPath != "" {
 		v.ResultURL = s.baseURL + "/api/jobs/" + j.id + "/result"

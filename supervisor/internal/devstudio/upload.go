@@ -94,7 +94,8 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) {
 	}
 	s.stats.Outcomes++
 	s.unholdLocked(j)
-	j.status, j.worker, j.errMsg, j.updated = JobCompleted, workerID, "", time.Now()
+	now := time.Now()
+	j.status, j.worker, j.errMsg, j.updated, j.reported = JobCompleted, workerID, "", now, now
 	j.resultPath, j.resultExt, j.resultSHA, j.resultSize, j.prompt = res.path, res.ext, res.sha, res.size, res.prompt
 	s.dispatchLocked() // the HTTP handler nudges the next offer (R6)
 	s.notifyLocked()
