@@ -317,7 +317,7 @@ func TestLocalAPIReportsTheNode(t *testing.T) {
 	for _, want := range []string{
 		`stoker_jobs_total{outcome="completed"} 1`,
 		`stoker_job_duration_seconds_count{engine="synthetic",kind="llm",outcome="completed"} 1`,
-		`stoker_plugin_resident_memory_bytes{plugin="synthetic-plugin"} `,
+		`stoker_plugin_resident_memory_bytes{plugin="synthetic-plugin",process="serving"} `,
 		`process_resident_memory_bytes `,
 	} {
 		if !strings.Contains(string(metrics), want) {

@@ -70,7 +70,7 @@ func (s *status) Snapshot() localapi.Snapshot {
 	}
 	for _, p := range s.a.host.Status() {
 		lp := localapi.Plugin{
-			Name: p.Name, Path: p.Path, State: string(p.State), Since: p.Since, Pid: p.Pid,
+			Name: p.Name, Path: p.Path, State: string(p.State), Since: p.Since, Pid: p.Pid, SparePid: p.SparePid,
 			Restarts: p.Restarts, Crashes: p.Crashes, LastError: p.LastError,
 			QuarantinedUntil: p.QuarantinedUntil, LastExit: p.LastExit, LastExitStatus: p.LastExitStatus,
 		}

@@ -67,8 +67,8 @@ var (
 	descPluginCrashes     = prometheus.NewDesc("stoker_plugin_crashes_total", "Plugin deaths, failed starts included.", []string{"plugin"}, nil)
 	descPluginDevTotal    = prometheus.NewDesc("stoker_plugin_device_memory_total_bytes", "Memory of the device a plugin runs on, as the plugin last described it.", []string{"plugin", "backend"}, nil)
 	descPluginDevFree     = prometheus.NewDesc("stoker_plugin_device_memory_free_bytes", "Free memory of the device a plugin runs on, as the plugin last described it.", []string{"plugin", "backend"}, nil)
-	descPluginRSS         = prometheus.NewDesc("stoker_plugin_resident_memory_bytes", "Resident memory of the plugin's running process, from /proc at the scrape.", []string{"plugin"}, nil)
-	descPluginCPU         = prometheus.NewDesc("stoker_plugin_cpu_seconds_total", "User and system CPU time of the plugin's running process, from /proc (it starts again from 0 when the plugin is relaunched).", []string{"plugin"}, nil)
+	descPluginRSS         = prometheus.NewDesc("stoker_plugin_resident_memory_bytes", "Resident memory of the plugin's processes, serving and warm spare, from /proc at the scrape.", []string{"plugin", "process"}, nil)
+	descPluginCPU         = prometheus.NewDesc("stoker_plugin_cpu_seconds_total", "User and system CPU time of the plugin's processes, serving and warm spare, from /proc (it starts again from 0 with each new process).", []string{"plugin", "process"}, nil)
 	descLocalJobs         = prometheus.NewDesc("stoker_local_jobs_total", "Local jobs (the local API's, apart from the studio's) by outcome: completed, failed, or refused before they ran.", []string{"outcome"}, nil)
 	descLocalRunSeconds   = prometheus.NewDesc("stoker_local_job_run_seconds_total", "Time local jobs held the node's job slot, in all.", nil, nil)
 	descLocalRunning      = prometheus.NewDesc("stoker_local_jobs_running", "1 while a local job holds the node's job slot.", nil, nil)
@@ -170,10 +170,16 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descPluginDevTotal, float64(p.Device.MemoryTotal), names[i], p.Device.Backend)
 			gauge(descPluginDevFree, float64(p.Device.MemoryFree), names[i], p.Device.Backend)
 		}
-		if p.Pid > 0 {
-			if rss, cpu, ok := c.proc(p.Pid); ok {
-				gauge(descPluginRSS, rss, names[i])
-				counter(descPluginCPU, cpu, names[i])
+		for _, pp := range []struct {
+			pid  int
+			role string
+		}{{p.Pid, "serving"}, {p.SparePid, "spare"}} {
+			if pp.pid <= 0 {
+				continue
+			}
+			if rss, cpu, ok := c.proc(pp.pid); ok {
+				gauge(descPluginRSS, rss, names[i], pp.role)
+				counter(descPluginCPU, cpu, names[i], pp.role)
 			}
 		}
 	}

@@ -456,10 +456,11 @@ func TestMetricsHistograms(t *testing.T) {
 
 // TestMetricsProcess: the agent process's CPU, memory and descriptors and
 // the Go runtime are served, and a plugin's resident memory and CPU time
-// are read from /proc by its pid (here, this test's own process).
+// are read from /proc by its pids, serving and spare (here, this test's own
+// process).
 func TestMetricsProcess(t *testing.T) {
 	snap := Snapshot{Plugins: []Plugin{
-		{Name: "self-plugin", Path: "/p/self-plugin", State: "ready", Pid: os.Getpid()},
+		{Name: "self-plugin", Path: "/p/self-plugin", State: "ready", Pid: os.Getpid(), SparePid: os.Getpid()},
 		{Name: "stopped-plugin", Path: "/p/stopped-plugin", State: "stopped"},
 	}}
 	ts := startServer(t, &fakeSource{snap: snap}, nil)
@@ -470,11 +471,13 @@ func TestMetricsProcess(t *testing.T) {
 		}
 	}
 	find(t, samples, "process_cpu_seconds_total", nil)
-	self := map[string]string{"plugin": "self-plugin"}
-	if got := find(t, samples, "stoker_plugin_resident_memory_bytes", self); got < 1<<20 {
-		t.Errorf("plugin rss = %v, want at least 1 MiB", got)
+	for _, role := range []string{"serving", "spare"} {
+		self := map[string]string{"plugin": "self-plugin", "process": role}
+		if got := find(t, samples, "stoker_plugin_resident_memory_bytes", self); got < 1<<20 {
+			t.Errorf("plugin %s rss = %v, want at least 1 MiB", role, got)
+		}
+		find(t, samples, "stoker_plugin_cpu_seconds_total", self)
 	}
-	find(t, samples, "stoker_plugin_cpu_seconds_total", self)
 	for _, s := range samples {
 		if s.labels["plugin"] == "stopped-plugin" && (s.name == "stoker_plugin_resident_memory_bytes" || s.name == "stoker_plugin_cpu_seconds_total") {
 			t.Errorf("a plugin with no process has %s", s.name)

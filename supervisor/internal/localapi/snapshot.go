@@ -143,6 +143,9 @@ type Plugin struct {
 	Since time.Time `json:"since,omitzero"`
 	// Pid of the running instance, 0 when none.
 	Pid int `json:"pid"`
+	// SparePid is the plugin's warm spare, an idle second process swapped
+	// in when the serving one dies; 0 when none.
+	SparePid int `json:"sparePid,omitempty"`
 	// Version is the plugin's own version from Describe ("" before).
 	Version string `json:"version"`
 	// Engines are the engine ids it serves and Kinds the task kinds

@@ -290,7 +290,7 @@ scrape_configs:
 		}
 		return got["llm/synthetic/completed"] == "1" && fmt.Sprint(failed) == want
 	})
-	for _, expr := range []string{`process_resident_memory_bytes{job="stoker"}`, `stoker_plugin_resident_memory_bytes{plugin="synthetic-plugin"}`, `go_goroutines{job="stoker"}`} {
+	for _, expr := range []string{`process_resident_memory_bytes{job="stoker"}`, `stoker_plugin_resident_memory_bytes{plugin="synthetic-plugin",process="serving"}`, `go_goroutines{job="stoker"}`} {
 		prom.waitFor(t, ctx, expr, expr, func(rs []promResult) bool { return len(rs) == 1 && rs[0].value() != "0" })
 	}
 
