@@ -67,3 +67,27 @@ func TestStartNeedsItsParts(t *testing.T) {
 		t.Errorf("Start with nothing: %v, want a clear error", err)
 	}
 }
+
+// TestDescendants: a child of this process, and its child, are found.
+func TestDescendants(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "cat; :") // sh waits on cat, which waits on stdin
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	var ds []int
+	for deadline := time.Now().Add(time.Minute); len(ds) < 2 && time.Now().Before(deadline); {
+		ds = descendants(os.Getpid()) // sh forks cat in its own time
+		time.Sleep(time.Millisecond)  // polling step: /proc has no event to wait on
+	}
+	if len(ds) < 2 || ds[0] != cmd.Process.Pid {
+		t.Errorf("descendants = %v, want sh (%d) and its cat", ds, cmd.Process.Pid)
+	}
+}

@@ -43,7 +43,7 @@ type Report struct {
 	// Elapsed is from the first submission to the last job done.
 	Elapsed time.Duration
 	// RSS per agent, in bytes, after the jobs: the agent process alone,
-	// and the agent with its plugins.
+	// and the agent with every process under it (plugins, warm spares).
 	AgentRSS, NodeRSS []int64
 	StudioRSS         int64
 	// JobsPerAgent is each agent's completed count (stoker_jobs_total).
@@ -58,7 +58,7 @@ type Report struct {
 	// capabilities in it).
 	HeartbeatBytes int
 	// Idle is the idle window; StudioIdleCPU and AgentIdleCPU the CPU time
-	// the studio, and all agents with their plugins, used in it, in cores
+	// the studio, and all agents with their processes, used in it, in cores
 	// (CPU seconds per second).
 	Idle                        time.Duration
 	StudioIdleCPU, AgentIdleCPU float64
@@ -111,7 +111,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	rep.Duplicates = st.Stray + max(0, st.Outcomes-st.Accepts)
 
 	for _, a := range f.Agents {
-		agent, node, err := a.RSS(ctx, f.client)
+		agent, node, err := a.RSS()
 		if err != nil {
 			return nil, err
 		}
@@ -154,44 +154,42 @@ func jobFor(i int) (string, map[string]any) {
 }
 
 // RSS returns the resident memory of the agent process, and of the agent
-// with its running plugins (their pids from its /v1/status).
-func (a *Agent) RSS(ctx context.Context, c *http.Client) (agent, node int64, err error) {
+// with every process under it (its plugins, warm spares included).
+func (a *Agent) RSS() (agent, node int64, err error) {
 	agent, err = residentBytes(a.Pid())
 	if err != nil {
 		return 0, 0, err
 	}
-	pids, err := a.pluginPids(ctx, c)
-	if err != nil {
-		return 0, 0, err
-	}
 	node = agent
-	for _, p := range pids {
-		n, err := residentBytes(p)
-		if err != nil {
-			return 0, 0, err
+	for _, p := range descendants(a.Pid()) {
+		if n, err := residentBytes(p); err == nil { // one that just exited counts nothing
+			node += n
 		}
-		node += n
 	}
 	return agent, node, nil
 }
 
-// pluginPids are the agent's running plugins, from its /v1/status.
-func (a *Agent) pluginPids(ctx context.Context, c *http.Client) ([]int, error) {
-	var st struct {
-		Plugins []struct {
-			Pid int `json:"pid"`
-		} `json:"plugins"`
+// descendants returns the processes under pid (children, theirs, ...),
+// from /proc.
+func descendants(pid int) []int {
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return nil
 	}
-	if err := getJSON(ctx, c, a.API+"v1/status", &st); err != nil {
-		return nil, err
-	}
-	var out []int
-	for _, p := range st.Plugins {
-		if p.Pid > 0 {
-			out = append(out, p.Pid)
+	children := map[int][]int{}
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil {
+			children[st.PPID] = append(children[st.PPID], p.PID)
 		}
 	}
-	return out, nil
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		c := children[queue[0]]
+		queue = append(queue[1:], c...)
+		out = append(out, c...)
+	}
+	return out
 }
 
 // CompletedJobs is the agent's own count of completed jobs.
@@ -257,11 +255,7 @@ func (f *Fleet) measureIdle(ctx context.Context, d time.Duration, rep *Report) e
 		var out []int
 		for _, a := range f.Agents {
 			out = append(out, a.Pid())
-			ps, err := a.pluginPids(ctx, f.client)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ps...)
+			out = append(out, descendants(a.Pid())...)
 		}
 		return out, nil
 	}
