@@ -15,8 +15,8 @@ cd "$root"
 
 bash scripts/install-engines.sh
 # OpenAI's Node client, for the tests of the local API's OpenAI routes.
-STOKER_OPENAI_NODE_MODULES=$(bash scripts/openai-client.sh)
-export STOKER_OPENAI_NODE_MODULES
+OPENAI_CLIENT_NODE_MODULES=$(bash scripts/openai-client.sh)
+export OPENAI_CLIENT_NODE_MODULES
 stoker_pkg_config_path=${PKG_CONFIG_PATH:-}
 # shellcheck source=engines/env.sh
 . scripts/engines/env.sh

@@ -5,7 +5,7 @@ package agent_test
 // The local API's routes on the real engines and the dev models, driven by
 // OpenAI's own Node client library (the openai npm package, which
 // scripts/openai-client.sh installs into a cache; scripts/test.sh runs it
-// and passes the directory in STOKER_OPENAI_NODE_MODULES).
+// and passes the directory in OPENAI_CLIENT_NODE_MODULES).
 
 import (
 	"bytes"
@@ -22,11 +22,11 @@ import (
 )
 
 // openaiNodeModules is the node_modules directory holding the openai
-// package: STOKER_OPENAI_NODE_MODULES, else what scripts/openai-client.sh
+// package: OPENAI_CLIENT_NODE_MODULES, else what scripts/openai-client.sh
 // installs (quick when cached).
 func openaiNodeModules(tb testing.TB) string {
 	tb.Helper()
-	if d := os.Getenv("STOKER_OPENAI_NODE_MODULES"); d != "" {
+	if d := os.Getenv("OPENAI_CLIENT_NODE_MODULES"); d != "" {
 		return d
 	}
 	out, err := exec.Command("bash", "../../../scripts/openai-client.sh").Output()
