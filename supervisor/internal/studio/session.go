@@ -635,7 +635,6 @@ func (s *session) logPump() {
 		case <-s.done:
 			return
 		case <-t.C:
-		case <-s.beatNow:
 		}
 	}
 }
