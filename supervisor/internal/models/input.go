@@ -105,6 +105,16 @@ func (s *Store) fetchInput(ctx context.Context, rawURL string, kind InputKind, d
 	return s.saveInput(src, kind, name, dir)
 }
 
+// insideAny reports whether path is inside one of dirs.
+func insideAny(dirs []string, path string) bool {
+	for _, dir := range dirs {
+		if rel, err := filepath.Rel(dir, path); err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
 // openFileInput opens a file:// input, which must resolve (symlinks
 // followed) to a regular file inside Config.AllowFileDir or
 // Config.LocalInputDir and fit the limit.
@@ -118,24 +128,28 @@ func (s *Store) openFileInput(u *url.URL) (io.ReadCloser, error) {
 	if u.Path == "" || !filepath.IsAbs(u.Path) {
 		return nil, refusedf("file:// url has no absolute path")
 	}
-	real, err := filepath.EvalSymlinks(filepath.Clean(u.Path))
-	if err != nil {
-		return nil, err
-	}
-	inside := false
+	// The allowed directories, as configured and resolved.
+	var dirs []string
 	for _, dir := range []string{s.cfg.AllowFileDir, s.cfg.LocalInputDir} {
 		if dir == "" {
 			continue
 		}
-		allow, err := filepath.EvalSymlinks(dir)
-		if err != nil {
-			return nil, fmt.Errorf("allowed file dir: %w", err)
-		}
-		if rel, err := filepath.Rel(allow, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			inside = true
+		dirs = append(dirs, filepath.Clean(dir))
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			dirs = append(dirs, r)
 		}
 	}
-	if !inside {
+	// A path outside them is refused before it is looked at, so that
+	// whether it exists is never told.
+	path := filepath.Clean(u.Path)
+	if !insideAny(dirs, path) {
+		return nil, refusedf("file %s is outside the allowed directory", u.Path)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, err
+	}
+	if !insideAny(dirs, real) {
 		return nil, refusedf("file %s is outside the allowed directory", u.Path)
 	}
 	f, err := os.Open(real)

@@ -198,8 +198,11 @@ func TestFetchInputFileURLs(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "secret.wav"), filepath.Join(allowed, "link.wav")); err != nil {
 		t.Fatal(err)
 	}
+	local := t.TempDir() // the local API's uploads (LocalInputDir)
+	os.WriteFile(filepath.Join(local, "upload.wav"), wav, 0o600)
 	cfg := testConfig(t)
 	cfg.AllowFileDir = allowed
+	cfg.LocalInputDir = local
 	cfg.InputLimit = 1024
 	s := openStore(t, cfg)
 	tests := []struct {
@@ -215,6 +218,8 @@ func TestFetchInputFileURLs(t *testing.T) {
 		{"other host", "file://evil.example" + filepath.Join(allowed, "clip.wav"), ErrRefused},
 		{"a directory", "file://" + allowed, ErrRefused},
 		{"over the limit", "file://" + filepath.Join(allowed, "big.wav"), ErrTooLarge},
+		{"local input", "file://" + filepath.Join(local, "upload.wav"), nil},
+		{"missing, outside: refused unlooked", "file:///nonexistent/clip.wav", ErrRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
