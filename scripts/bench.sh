@@ -21,7 +21,7 @@ go test -run '^$' -bench 'LargeOutput|PlainMultipartUpload' -benchtime 10x ./sup
 echo "== idle agent RSS (synthetic plugin only)"
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
-go build -o "$tmp/bin/" ./supervisor/cmd/stoker ./plugins/synthetic/synthetic-plugin
+go build -o "$tmp/bin/" ./supervisor/cmd/stoker ./synthetic-plugin
 chmod go-w "$tmp/bin" "$tmp/bin"/*
 port=${BENCH_PORT:-8791}
 "$tmp/bin/stoker" studio -listen "127.0.0.1:$port" -auto-approve >"$tmp/studio.log" 2>&1 &

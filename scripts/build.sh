@@ -2,7 +2,7 @@
 # build.sh installs the engines (cached outside the clone) and puts stoker and
 # every engine plugin into bin/. The plugins are found there by `stoker
 # agent`, whose default plugin_dir is the directory of the stoker
-# executable (the Python espeak-tts plugin, plugins/examples/espeak-tts, is
+# executable (the Python espeak-tts plugin, espeak-tts-plugin, is
 # a zipapp that needs no Go). The fault-injection plugin is a test tool and goes to
 # bin/test/ instead, out of the agent's way (scripts/stress-crash.sh and the
 # tests build their own).
@@ -27,7 +27,7 @@ if [ -z "${STOKER_NO_ENGINES:-}" ]; then
 fi
 mkdir -p bin
 plugins=()
-for d in plugins/synthetic/synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin onnx-plugin; do
+for d in synthetic-plugin llamacpp-plugin whisper-plugin sdcpp-plugin onnx-plugin; do
 	[ -f "$d/main.go" ] && plugins+=("./$d")
 done
 # `stoker version` says which commit and engines it was built from.
@@ -38,11 +38,11 @@ go build -trimpath -tags "$tags" -ldflags "-X main.commit=$commit -X 'main.engin
 # The Python espeak-tts plugin: one zipapp file (its stubs generated from
 # proto/engine/v1 by Debian's protoc; install-engines.sh installs it).
 if command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null; then
-	bash plugins/examples/espeak-tts/build.sh bin/espeak-tts-plugin
+	bash espeak-tts-plugin/build.sh bin/espeak-tts-plugin
 else
 	echo "build.sh: no protoc/grpc_python_plugin: bin/espeak-tts-plugin not built" >&2
 fi
 mkdir -p bin/test
-go build -trimpath -o bin/test/ ./plugins/faults/faults-plugin
+go build -trimpath -o bin/test/ ./faults-plugin
 chmod go-w bin/* bin/test/*
 echo "built: $(cd bin && echo *)"

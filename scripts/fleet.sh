@@ -23,7 +23,7 @@ N=${N:-50}
 M=${M:-1000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/" ./supervisor/cmd/stoker ./plugins/synthetic/synthetic-plugin ./supervisor/internal/fleet/fleet
+go build -o "$work/" ./supervisor/cmd/stoker ./synthetic-plugin ./supervisor/cmd/fleet
 mkdir -p "$work/plugins"
 mv "$work/synthetic-plugin" "$work/plugins/"
 chmod go-w "$work" "$work"/* "$work/plugins"/*

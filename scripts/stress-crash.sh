@@ -16,8 +16,8 @@ N=${N:-500}
 FAULT_RATE=${FAULT_RATE:-0.2}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/" ./supervisor/cmd/stoker ./plugins/synthetic/synthetic-plugin \
-	./plugins/faults/faults-plugin ./supervisor/internal/stresscrash/stress-crash
+go build -o "$work/" ./supervisor/cmd/stoker ./synthetic-plugin \
+	./faults-plugin ./supervisor/cmd/stress-crash
 chmod go-w "$work" "$work"/*
 mkdir -p "$work/plugins"
 mv "$work/synthetic-plugin" "$work/faults-plugin" "$work/plugins/"

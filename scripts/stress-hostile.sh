@@ -18,8 +18,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/" ./supervisor/cmd/stoker ./plugins/synthetic/synthetic-plugin \
-	./plugins/faults/faults-plugin ./supervisor/internal/hostile/stress-hostile
+go build -o "$work/" ./supervisor/cmd/stoker ./synthetic-plugin \
+	./faults-plugin ./supervisor/cmd/stress-hostile
 chmod go-w "$work" "$work"/*
 mkdir -p "$work/plugins"
 mv "$work/synthetic-plugin" "$work/faults-plugin" "$work/plugins/"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # espeak.sh installs what the Python espeak-tts plugin
-# (plugins/examples/espeak-tts) needs, all from Debian: espeak-ng (the
+# (espeak-tts-plugin) needs, all from Debian: espeak-ng (the
 # engine), python3-grpcio, python3-protobuf and python3-cryptography (its
 # runtime, for /usr/bin/python3; cryptography makes its AutoMTLS
 # certificate), protobuf-compiler and protobuf-compiler-grpc (protoc and

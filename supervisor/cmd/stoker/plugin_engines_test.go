@@ -68,9 +68,9 @@ func containsLinePrefix(out, prefix string) bool {
 // (the one scripts/build.sh uses), once per test binary run.
 var espeakPlugin = sync.OnceValues(func() (string, error) {
 	out := filepath.Join(pluginBinDir, "espeak-tts-plugin")
-	b, err := exec.Command("bash", "../../../plugins/examples/espeak-tts/build.sh", out).CombinedOutput()
+	b, err := exec.Command("bash", "../../../espeak-tts-plugin/build.sh", out).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("plugins/examples/espeak-tts/build.sh (scripts/install-engines.sh installs what it needs): %w\n%s", err, b)
+		return "", fmt.Errorf("espeak-tts-plugin/build.sh (scripts/install-engines.sh installs what it needs): %w\n%s", err, b)
 	}
 	return out, nil
 })

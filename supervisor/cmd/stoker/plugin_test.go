@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/stokerhq/stoker/plugins/faults"
+	"github.com/stokerhq/stoker/faults-plugin/faults"
 )
 
 // pluginBinDir holds the plugins the tests build, once per test binary run
@@ -48,8 +48,8 @@ func goPlugin(pkg, tags string) func() (string, error) {
 }
 
 var (
-	syntheticPlugin = goPlugin("plugins/synthetic/synthetic-plugin", "")
-	faultsPlugin    = goPlugin("plugins/faults/faults-plugin", "")
+	syntheticPlugin = goPlugin("synthetic-plugin", "")
+	faultsPlugin    = goPlugin("faults-plugin", "")
 )
 
 func built(t *testing.T, build func() (string, error)) string {

@@ -25,8 +25,8 @@ import (
 
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/plugins/plugintest"
-	"github.com/stokerhq/stoker/plugins/synthetic"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic"
 )
 
 var llmTask = map[string]any{"kind": "llm", "messages": []map[string]string{{"role": "user", "content": "Say hello to the farm"}}, "maxTokens": 16}

@@ -32,7 +32,7 @@ func crashBinaries(tb testing.TB) {
 	tb.Helper()
 	buildOnce.Do(func() {
 		out, err := exec.Command("go", "build", "-o", binDir+"/",
-			"github.com/stokerhq/stoker/plugins/faults/faults-plugin",
+			"github.com/stokerhq/stoker/faults-plugin",
 			"github.com/stokerhq/stoker/supervisor/cmd/stoker").CombinedOutput()
 		if err != nil {
 			buildErr = &buildError{err: err, out: string(out)}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stokerhq/stoker/plugins/faults"
+	"github.com/stokerhq/stoker/faults-plugin/faults"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/engines"
 )

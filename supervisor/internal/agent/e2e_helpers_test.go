@@ -19,11 +19,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/synthetic"
 	"github.com/stokerhq/stoker/supervisor/internal/agent"
 	"github.com/stokerhq/stoker/supervisor/internal/config"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic"
 )
 
 // e2ePluginName is the name under which the test binary, linked into a
@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/stokerhq/stoker/plugins/synthetic/synthetic-plugin")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/stokerhq/stoker/synthetic-plugin")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the synthetic plugin:", err)

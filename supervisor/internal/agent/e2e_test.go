@@ -19,11 +19,11 @@ import (
 
 	"golang.org/x/image/webp"
 
-	"github.com/stokerhq/stoker/plugins/synthetic"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/localapi"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 	"github.com/stokerhq/stoker/supervisor/internal/registration"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic"
 )
 
 // TestEveryKindEndToEnd sends a job of every kind through the whole

@@ -2,7 +2,7 @@
 
 package agent_test
 
-// The Python example plugin (plugins/examples/espeak-tts) end to end: built
+// The Python example plugin (espeak-tts-plugin) end to end: built
 // by its build.sh, run by the agent from its plugin dir like any plugin,
 // serving the dev catalog's "espeak" model (devmodels.AddToCatalog adds it
 // when espeak-ng is installed; scripts/install-engines.sh installs it, so
@@ -39,9 +39,9 @@ var buildEspeakPlugin = sync.OnceValues(func() (string, error) {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	b, err := exec.Command("bash", "../../../plugins/examples/espeak-tts/build.sh", out).CombinedOutput()
+	b, err := exec.Command("bash", "../../../espeak-tts-plugin/build.sh", out).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("plugins/examples/espeak-tts/build.sh (scripts/install-engines.sh installs protoc and grpc_python_plugin): %w\n%s", err, b)
+		return "", fmt.Errorf("espeak-tts-plugin/build.sh (scripts/install-engines.sh installs protoc and grpc_python_plugin): %w\n%s", err, b)
 	}
 	return out, nil
 })

@@ -13,18 +13,18 @@ const module = "github.com/stokerhq/stoker"
 // pkg is what `go list -json` says of one package.
 type pkg struct {
 	ImportPath string
+	Name       string
 	Deps       []string
 }
 
-// listPackages returns every package of the module with its transitive
-// dependencies.
-func listPackages(t *testing.T) map[string][]string {
+// listPackages returns every package of the module by import path.
+func listPackages(t *testing.T) map[string]pkg {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-json", module+"/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
-	pkgs := map[string][]string{}
+	pkgs := map[string]pkg{}
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	for {
 		var p pkg
@@ -33,12 +33,48 @@ func listPackages(t *testing.T) map[string][]string {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		pkgs[p.ImportPath] = p.Deps
+		pkgs[p.ImportPath] = p
 	}
 	if len(pkgs) < 10 {
 		t.Fatalf("go list found only %d packages", len(pkgs))
 	}
 	return pkgs
+}
+
+// pluginDir says whether path is in an engine plugin's tree: a top-level
+// directory named "<name>-plugin".
+func pluginDir(path string) bool {
+	rel, ok := strings.CutPrefix(path, module+"/")
+	if !ok {
+		return false
+	}
+	top, _, _ := strings.Cut(rel, "/")
+	return strings.HasSuffix(top, "-plugin")
+}
+
+// TestMainPackages checks where programs live (docs/architecture.md): a
+// main package is either an engine plugin's root, "<name>-plugin", or a
+// supervisor program, "supervisor/cmd/<name>"; the SDK folder plugins/
+// holds none.
+func TestMainPackages(t *testing.T) {
+	mains := 0
+	for path, p := range listPackages(t) {
+		if p.Name != "main" {
+			continue
+		}
+		mains++
+		rel := strings.TrimPrefix(path, module+"/")
+		cmd, isCmd := strings.CutPrefix(rel, "supervisor/cmd/")
+		switch {
+		case pluginDir(path) && !strings.Contains(rel, "/"):
+		case isCmd && cmd != "" && !strings.Contains(cmd, "/"):
+		default:
+			t.Errorf("main package %s is neither an engine plugin's root (<name>-plugin) nor supervisor/cmd/<name>", rel)
+		}
+	}
+	if mains < 6 {
+		t.Errorf("found only %d main packages", mains)
+	}
 }
 
 func under(path, prefix string) bool {
@@ -51,12 +87,19 @@ func under(path, prefix string) bool {
 // plugins and the plugin SDK never reach into the supervisor; the wire
 // contract depends on nothing of ours.
 func TestDependencyRules(t *testing.T) {
-	pkgs := listPackages(t)
+	pkgs := map[string][]string{}
+	for path, p := range listPackages(t) {
+		pkgs[path] = p.Deps
+	}
 	rules := []struct {
 		name      string
 		applies   func(path string) bool
 		forbidden []string // path prefixes within the module
 		allowOnly []string // when set, module deps must be under one of these
+		// isForbidden, if set, forbids the module deps it is true of;
+		// alsoAllow, if set, allows the module deps it is true of beside
+		// allowOnly.
+		isForbidden, alsoAllow func(path string) bool
 	}{
 		{
 			name:      "engine host knows nothing of the studio",
@@ -123,12 +166,16 @@ func TestDependencyRules(t *testing.T) {
 			forbidden: []string{"supervisor"},
 		},
 		{
-			name: "engine plugins use only the SDK, the contract and themselves",
-			applies: func(p string) bool {
-				return under(p, "llamacpp-plugin") || under(p, "whisper-plugin") || under(p, "sdcpp-plugin") || under(p, "onnx-plugin")
-			},
+			name:        "the plugin SDK holds no engine: it never imports a plugin",
+			applies:     func(p string) bool { return under(p, "plugins") || under(p, "proto") },
+			isForbidden: pluginDir,
+		},
+		{
+			name:    "engine plugins use only the SDK, the contract and the plugins",
+			applies: pluginDir,
 			// internal/pathtrust comes with the SDK (plugins.CheckPath).
-			allowOnly: []string{"plugins", "proto", "internal/pathtrust", "llamacpp-plugin", "whisper-plugin", "sdcpp-plugin", "onnx-plugin"},
+			allowOnly: []string{"plugins", "proto", "internal/pathtrust"},
+			alsoAllow: pluginDir,
 		},
 	}
 	for _, r := range rules {
@@ -148,7 +195,10 @@ func TestDependencyRules(t *testing.T) {
 							t.Errorf("%s depends on %s", path, d)
 						}
 					}
-					if len(r.allowOnly) > 0 && !anyUnder(d, r.allowOnly) {
+					if r.isForbidden != nil && r.isForbidden(d) {
+						t.Errorf("%s depends on %s", path, d)
+					}
+					if len(r.allowOnly) > 0 && !anyUnder(d, r.allowOnly) && (r.alsoAllow == nil || !r.alsoAllow(d)) {
 						t.Errorf("%s depends on %s, outside %v", path, d, r.allowOnly)
 					}
 				}

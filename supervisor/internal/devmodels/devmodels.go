@@ -4,7 +4,7 @@
 // onnx plugin's LaMa object removal), so a fresh machine
 // serves real engine jobs with nothing downloaded; and, when espeak-ng is
 // installed, the model "espeak" (engine espeak-ng, no files), which the
-// Python example plugin plugins/examples/espeak-tts serves. The models are
+// Python example plugin espeak-tts-plugin serves. The models are
 // random-weight and small: their output is noise, but every byte goes
 // through the real engines.
 package devmodels

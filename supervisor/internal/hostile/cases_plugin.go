@@ -9,7 +9,7 @@ import (
 )
 
 // pluginCases are the hostile-plugin cases (issue 11, points 3, 8 and 9):
-// the faults plugin's hostile faults (plugins/faults) through the real
+// the faults plugin's hostile faults (faults-plugin/faults) through the real
 // agent: huge messages, progress forever, output without end, lying sizes,
 // floods and a huge Describe. Each may cost its own job and nothing more:
 // the agent's memory stays within MaxRSSGrowth of idle, the job ends with

@@ -279,7 +279,7 @@ func silentStudio(ctx context.Context, e *Env) error {
 }
 
 // faultsJob is a job for the faults plugin: the prompt's first word names
-// what it does (see plugins/faults).
+// what it does (see faults-plugin/faults).
 func faultsJob(id, prompt string) Job {
 	return Job{ID: id, Model: "faults-llm", Engine: "faults",
 		Task: fmt.Sprintf(`{"kind":"llm","messages":[{"role":"user","content":%q}]}`, prompt+" "+id)}

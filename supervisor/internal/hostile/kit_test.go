@@ -52,8 +52,8 @@ func TestKitAgainstTheRealAgent(t *testing.T) {
 	plugins := filepath.Join(dir, "plugins")
 	build := exec.Command("go", "build", "-o", dir+"/",
 		"github.com/stokerhq/stoker/supervisor/cmd/stoker",
-		"github.com/stokerhq/stoker/plugins/synthetic/synthetic-plugin",
-		"github.com/stokerhq/stoker/plugins/faults/faults-plugin")
+		"github.com/stokerhq/stoker/synthetic-plugin",
+		"github.com/stokerhq/stoker/faults-plugin")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}

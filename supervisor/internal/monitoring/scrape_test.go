@@ -29,7 +29,7 @@ func buildStoker(t *testing.T, dir string) (stoker, pluginDir string) {
 	pluginDir = filepath.Join(dir, "plugins")
 	for _, b := range []struct{ out, pkg string }{
 		{dir, "./supervisor/cmd/stoker"},
-		{pluginDir, "./plugins/synthetic/synthetic-plugin"},
+		{pluginDir, "./synthetic-plugin"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out+"/", b.pkg)
 		cmd.Dir = repoRoot(t)

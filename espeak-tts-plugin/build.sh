@@ -14,7 +14,7 @@
 # checked and hashed.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../../.." && pwd)
+root=$(cd "$here/.." && pwd)
 out=${1:?usage: build.sh OUT}
 for t in protoc grpc_python_plugin; do
 	command -v "$t" >/dev/null || { echo "build.sh: $t missing (scripts/install-engines.sh installs it)" >&2; exit 1; }

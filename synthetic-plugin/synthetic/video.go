@@ -6,7 +6,7 @@ import (
 	"math"
 
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/synthetic/internal/gifstream"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic/internal/gifstream"
 )
 
 // Limits of synthetic video.

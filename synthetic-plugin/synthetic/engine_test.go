@@ -23,7 +23,7 @@ import (
 
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/plugins/plugintest"
-	"github.com/stokerhq/stoker/plugins/synthetic/internal/wav"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic/internal/wav"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

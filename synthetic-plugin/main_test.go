@@ -15,7 +15,7 @@ import (
 
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/plugins/plugintest"
-	"github.com/stokerhq/stoker/plugins/synthetic"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic"
 )
 
 // asPlugin makes the test binary run main, so the tests can launch it as

@@ -7,7 +7,7 @@ import (
 	"unicode"
 
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/synthetic/internal/wav"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic/internal/wav"
 )
 
 // Speech output format and limits.

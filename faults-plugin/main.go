@@ -1,14 +1,14 @@
 // Command faults-plugin is the fault-injection engine plugin, a test tool:
 // the task's prompt chooses a crash, hang or lie (see package
-// github.com/stokerhq/stoker/plugins/faults). Never ship it to a real node.
+// github.com/stokerhq/stoker/faults-plugin/faults). Never ship it to a real node.
 package main
 
 import (
 	"fmt"
 	"os"
 
+	"github.com/stokerhq/stoker/faults-plugin/faults"
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/faults"
 )
 
 func main() {

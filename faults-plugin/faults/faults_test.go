@@ -14,8 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/stokerhq/stoker/faults-plugin/faults"
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/faults"
 	"github.com/stokerhq/stoker/plugins/plugintest"
 )
 
@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	pluginPath = filepath.Join(dir, "faults-plugin")
-	out, err := exec.Command("go", "build", "-o", pluginPath, "github.com/stokerhq/stoker/plugins/faults/faults-plugin").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", pluginPath, "github.com/stokerhq/stoker/faults-plugin").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build faults-plugin: %v\n%s", err, out)
 		os.RemoveAll(dir)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/stokerhq/stoker/faults-plugin/faults"
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/faults"
 	"github.com/stokerhq/stoker/plugins/plugintest"
 )
 

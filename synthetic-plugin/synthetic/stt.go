@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/stokerhq/stoker/plugins"
-	"github.com/stokerhq/stoker/plugins/synthetic/internal/wav"
+	"github.com/stokerhq/stoker/synthetic-plugin/synthetic/internal/wav"
 )
 
 // transcript is the whisper-like STT result of spec §7.2, less segments,
