@@ -1,8 +1,11 @@
 package engines_test
 
 import (
+	"context"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -163,5 +166,63 @@ func TestQuarantineKillsTheSpare(t *testing.T) {
 	}
 	if len(h.Offerings()) != 0 {
 		t.Errorf("a quarantined plugin advertises %v", h.Offerings())
+	}
+}
+
+// A spare is launched as any instance is: pinned, it is hashed at its own
+// launch. Once the file no longer matches its pin, no new spare starts
+// (the one launched before the change still serves, checked when it
+// started), and when that one dies the relaunch is refused too.
+func TestSpareLaunchKeepsThePin(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "pinned-plugin")
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h, err := engines.Start(context.Background(), engines.Config{
+		Plugins: []string{path}, Env: []string{envServe + "=1"},
+		SHA256: map[string]string{path: sumOf(t, path)}, Breaker: engines.Breaker{Crashes: 10},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	st := waitStatus(t, h, "ready with a spare", func(st engines.PluginStatus) bool {
+		return st.State == engines.StateReady && st.SparePid != 0
+	})
+	spare := st.SparePid
+	// Other bytes under the pinned name (a new file, as an upgrade
+	// writes one).
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, append(b, 0), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(h, llm("bad", "crash")); plugins.AsJobError(err) == nil {
+		t.Fatalf("crash job: %v", err)
+	}
+	st = waitStatus(t, h, "the spare serving", func(st engines.PluginStatus) bool {
+		return st.State == engines.StateReady && st.Restarts == 1
+	})
+	if st.Pid != spare {
+		t.Fatalf("serving pid %d, want the spare %d", st.Pid, spare)
+	}
+	if _, err := run(h, llm("bad2", "crash")); plugins.AsJobError(err) == nil {
+		t.Fatalf("second crash job: %v", err)
+	}
+	st = waitStatus(t, h, "the relaunch refused", func(st engines.PluginStatus) bool {
+		return st.Restarts >= 2 && strings.Contains(st.LastError, "checksum")
+	})
+	if st.State == engines.StateReady || st.SparePid != 0 {
+		t.Errorf("status %+v: want no instance of the changed file serving, and no spare", st)
 	}
 }
