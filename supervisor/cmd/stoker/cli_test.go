@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stokerhq/stoker/supervisor/internal/config"
 	"github.com/stokerhq/stoker/supervisor/internal/models"
 )
 
@@ -129,8 +130,19 @@ func TestIgnoredEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stderr, "STOKER_LOGLEVEL, STOKER_TYPO are not settings") {
+	// The test's own environment may hold other STOKER_ variables (the
+	// scripts' and other tests'); these two must be named.
+	if !strings.Contains(stderr, "STOKER_LOGLEVEL, ") || !strings.Contains(stderr, "STOKER_TYPO") || !strings.Contains(stderr, "are not settings") {
 		t.Errorf("warning: %q", stderr)
+	}
+	cfg, err := config.Load("", []string{"STOKER_STATE_DIR=/tmp/st", "STOKER_PLUGIN_ENV=STOKER_MYENGINE_*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ignoredEnv([]string{"STOKER_STATE_DIR=/tmp/st", "STOKER_LOGLEVEL=debug", "STOKER_MYENGINE_X=1", "STOKER_LLAMA_THREADS=2",
+		"STOKER_ENGINES_DIR=/x", "STOKER_TYPO=1", "STOKER_TYPO=2", "OTHER=1"}, cfg)
+	if strings.Join(got, ",") != "STOKER_LOGLEVEL,STOKER_TYPO" {
+		t.Errorf("ignoredEnv = %v, want STOKER_LOGLEVEL and STOKER_TYPO", got)
 	}
 	for _, quiet := range []string{"STOKER_MYENGINE_X", "STOKER_LLAMA_THREADS", "STOKER_VRAM_THRESHOLD_GB", "STOKER_STATE_DIR"} {
 		if strings.Contains(stderr, quiet) {
