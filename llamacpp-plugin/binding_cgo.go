@@ -5,15 +5,15 @@ package main
 /*
 #cgo pkg-config: llama
 #cgo LDFLAGS: -lggml -lggml-base -ldl
+#cgo CFLAGS: -I${SRCDIR}/../internal/ggmlload
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <stdatomic.h>
 #include "llama.h"
 #include "ggml-backend.h"
+#include "ggmlload.h"
 
 extern void goLlamaLog(int level, char *text);
 
@@ -21,33 +21,9 @@ static void stoker_log_cb(enum ggml_log_level level, const char *text, void *ud)
 	goLlamaLog((int)level, (char *)text);
 }
 
-// stoker_load_backends loads ggml's backends when they are modules
-// (GGML_BACKEND_DL: the GPU builds of scripts/engines/llama-gpu.sh, or a
-// farm's multi-backend build), which register nothing until loaded. They
-// sit beside libggml-base, wherever the plugin's rpath found it; ggml's own
-// ggml_backend_load_all looks only beside the program and in the working
-// directory, so that comes second. A build with the backends linked in has
-// them registered already and loads nothing.
-static void stoker_load_backends(void) {
-	if (ggml_backend_reg_count() > 0) return;
-	Dl_info info;
-	// ggml_version's string lives in libggml-base itself (the address of a
-	// function could be the program's own PLT entry).
-	if (dladdr((const void *)ggml_version(), &info) && info.dli_fname != NULL) {
-		char dir[4096];
-		snprintf(dir, sizeof dir, "%s", info.dli_fname);
-		char *slash = strrchr(dir, '/');
-		if (slash != NULL) {
-			*slash = 0;
-			ggml_backend_load_all_from_path(dir);
-		}
-	}
-	if (ggml_backend_reg_count() == 0) ggml_backend_load_all();
-}
-
 static void stoker_log_init(void) {
 	llama_log_set(stoker_log_cb, NULL);
-	stoker_load_backends();
+	stoker_ggml_load_backends();
 	llama_backend_init();
 }
 

@@ -4,6 +4,8 @@ package main
 
 /*
 #cgo pkg-config: whisper
+#cgo CFLAGS: -I${SRCDIR}/../internal/ggmlload
+#cgo LDFLAGS: -ldl
 #include <stdlib.h>
 #include "binding_whisper.h"
 */

@@ -1,9 +1,11 @@
 //go:build whispercpp
 
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
 #include "binding_whisper.h"
 #include "ggml-backend.h"
+#include "ggmlload.h"
 
 // Implemented in Go (binding_whisper.go).
 extern void stokerWhisperProgress(uintptr_t handle, int progress);
@@ -69,6 +71,7 @@ void stoker_install_log(void) {
 // stoker_init loads a model with whisper-cli's context parameters (GPU when
 // one is built in, flash attention on).
 struct whisper_context * stoker_init(const char * path, char * err, int errlen) {
+	stoker_ggml_load_backends();
 	stoker_last_error[0] = 0;
 	struct whisper_context_params cp = whisper_context_default_params();
 	cp.use_gpu = true;
@@ -81,6 +84,7 @@ struct whisper_context * stoker_init(const char * path, char * err, int errlen) 
 }
 
 void stoker_device_info(stoker_device * d) {
+	stoker_ggml_load_backends();
 	memset(d, 0, sizeof *d);
 	snprintf(d->backend, sizeof d->backend, "cpu");
 	for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
