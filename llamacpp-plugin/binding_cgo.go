@@ -372,9 +372,51 @@ func (m *llamaModel) context(nCtx, threads int) (*C.struct_llama_context, error)
 // onToken with each one's id and text piece. onToken returning errStop ends
 // generation with finish "stop"; any other error ends it with that error.
 // Cancelling ctx aborts promptly, even inside a long prompt decode.
-func (m *llamaModel) generate(ctx context.Context, p genParams, onToken func(tok int32, piece []byte) error) (genResult, error) {
-	runtime.LockOSThread() // llama.cpp's thread pool prefers a stable caller
-	defer runtime.UnlockOSThread()
+func (m *llamaModel) generate(ctx context.Context, p genParams, onToken func(tok int32, piece []byte) error) (res genResult, err error) {
+	if cerr := onComputeThread(ctx, func() { res, err = m.generateHere(ctx, p, onToken) }); cerr != nil {
+		return genResult{}, errCancelled(cerr)
+	}
+	return res, err
+}
+
+// computeThread is the one OS thread every generation runs on, for the life
+// of the process: a goroutine locked to it takes each call from the
+// channel. With an OpenMP ggml each thread that calls into llama.cpp gets
+// a pool of OpenMP workers of its own, and libgomp counts the workers of
+// every pool: once they outnumber the CPUs it stops spinning at barriers
+// (its throttled spin count) and each of ggml's barriers sleeps and wakes
+// through the kernel. Locking whatever thread a job's goroutine was on gave
+// each job a new master thread and pool (a plugin at 2 threads on 2 CPUs:
+// 6 threads at start, 12 after six jobs); one thread keeps one pool, as in
+// llama-simple. It is package state because the pools are the process's:
+// one llama.cpp, one thread.
+var computeThread = sync.OnceValue(func() chan<- func() {
+	ch := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread is this goroutine's
+		for f := range ch {
+			f()
+		}
+	}()
+	return ch
+})
+
+// onComputeThread runs f on computeThread and waits for it. A call waiting
+// for the thread (another generation holds it) gives up when ctx ends,
+// returning ctx's error without running f.
+func onComputeThread(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case computeThread() <- func() { defer close(done); f() }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-done
+	return nil
+}
+
+// generateHere is generate, on the calling thread.
+func (m *llamaModel) generateHere(ctx context.Context, p genParams, onToken func(tok int32, piece []byte) error) (genResult, error) {
 	lctx, err := m.context(p.nCtx, p.threads)
 	if err != nil {
 		return genResult{}, err
