@@ -21,7 +21,9 @@
 // The weights are random, so transcripts are gibberish made of the
 // vocabulary's syllables; what the model is for is exercising the whole
 // engine (mel front end, encoder, decoder, timestamps, fallbacks) the same
-// way a real model does.
+// way a real model does. A few weights are shaped (see loudnessChannel) so
+// that the transcript depends on the audio: silence, a tone and speech give
+// different transcripts, and a test of the audio path can fail.
 package ggmlmodel
 
 import (
@@ -138,10 +140,15 @@ func Write(w io.Writer, p Params) error {
 func writeTensors(fw *fileWriter, p Params) {
 	s := p.AudioState
 	fw.tensor("encoder.positional_embedding", typeF32, []int{s, p.AudioCtx}, sinusoids(p.AudioCtx, s))
-	fw.random("encoder.conv1.weight", typeF16, []int{3, p.Mels, s}, 1/math.Sqrt(float64(3*p.Mels)))
-	fw.random("encoder.conv1.bias", typeF32, []int{1, s}, 0.02)
-	fw.random("encoder.conv2.weight", typeF16, []int{3, s, s}, 1/math.Sqrt(float64(3*s)))
-	fw.random("encoder.conv2.bias", typeF32, []int{1, s}, 0.02)
+	conv1 := fw.randomData("encoder.conv1.weight", 3*p.Mels*s, 1/math.Sqrt(float64(3*p.Mels)))
+	conv1b := fw.randomData("encoder.conv1.bias", s, 0.02)
+	conv2 := fw.randomData("encoder.conv2.weight", 3*s*s, 1/math.Sqrt(float64(3*s)))
+	conv2b := fw.randomData("encoder.conv2.bias", s, 0.02)
+	loudnessConvs(p, conv1, conv1b, conv2, conv2b)
+	fw.tensor("encoder.conv1.weight", typeF16, []int{3, p.Mels, s}, conv1)
+	fw.tensor("encoder.conv1.bias", typeF32, []int{1, s}, conv1b)
+	fw.tensor("encoder.conv2.weight", typeF16, []int{3, s, s}, conv2)
+	fw.tensor("encoder.conv2.bias", typeF32, []int{1, s}, conv2b)
 	fw.constant("encoder.ln_post.weight", []int{s}, 1)
 	fw.constant("encoder.ln_post.bias", []int{s}, 0)
 	for i := range p.AudioLayer {
@@ -226,25 +233,87 @@ func tokenEmbedding(p Params, rng *splitmix) []float32 {
 	return out
 }
 
+// The audio reaches the transcript through the decoder's cross-attention,
+// and with random weights it barely does: the attention is spread evenly
+// over all 1500 encoder positions, 25 s of which are the padding of a 5 s
+// clip, and what it adds is small beside the token embeddings. Three
+// shaped weights make it count (everything else stays random):
+//
+//   - the encoder's last channel (loudnessChannel) carries the frame's
+//     loudness: conv1 takes loudnessGain × the mean log-mel of the frame
+//     (shifted by +1.5, whisper's floor, so that it is ≥ 0 and passes the
+//     GELU), conv2 passes that channel on alone;
+//   - the cross-attention's query has a large constant (loudnessQuery) on
+//     that channel and its key reads only that channel, so the attention
+//     goes to the loudest frames: the clip's sound, not its padding (for
+//     silence, evenly everywhere);
+//   - the cross-attention's output is crossGain times the random one, so
+//     the attended frames move the decoder's state enough to change the
+//     tokens it picks.
+//
+// Silence, a 440 Hz tone and speech then give three different transcripts,
+// while decoding stays as confident and short as before.
+const (
+	loudnessGain  = 8
+	loudnessQuery = 30
+	crossGain     = 4
+)
+
+// loudnessChannel is the encoder channel that carries a frame's loudness.
+func loudnessChannel(p Params) int { return p.AudioState - 1 }
+
+// loudnessConvs shapes the encoder's convolutions (kernels [out][in][3],
+// the tap in the middle is the frame itself) so that loudnessChannel holds
+// the frame's loudness.
+func loudnessConvs(p Params, conv1, conv1b, conv2, conv2b []float32) {
+	s, l := p.AudioState, loudnessChannel(p)
+	for m := range p.Mels {
+		for k := range 3 {
+			conv1[(l*p.Mels+m)*3+k] = 0
+		}
+		conv1[(l*p.Mels+m)*3+1] = float32(loudnessGain / float64(p.Mels))
+	}
+	conv1b[l] = 1.5 * loudnessGain
+	for i := range s {
+		for k := range 3 {
+			conv2[(l*s+i)*3+k] = 0
+		}
+	}
+	conv2[(l*s+l)*3+1] = 1
+	conv2b[l] = 0
+}
+
 // block writes one residual attention block; decoder blocks also have
-// cross-attention.
+// cross-attention, shaped to attend to the loud frames.
 func block(fw *fileWriter, prefix string, s int, cross bool) {
 	lin := 1 / math.Sqrt(float64(s))
-	attn := func(name string) {
+	attn := func(name string, loud bool) {
 		fw.constant(prefix+name+"_ln.weight", []int{s}, 1)
 		fw.constant(prefix+name+"_ln.bias", []int{s}, 0)
+		qb := fw.randomData(prefix+name+".query.bias", s, 0.02)
+		kw := fw.randomData(prefix+name+".key.weight", s*s, lin) // [out][in]
+		gain := 1.0
+		if loud {
+			l := s - 1 // loudnessChannel
+			qb[l] = loudnessQuery
+			for i := range s {
+				kw[l*s+i] = 0
+			}
+			kw[l*s+l] = 1
+			gain = crossGain
+		}
 		fw.random(prefix+name+".query.weight", typeF16, []int{s, s}, lin)
-		fw.random(prefix+name+".query.bias", typeF32, []int{s}, 0.02)
-		fw.random(prefix+name+".key.weight", typeF16, []int{s, s}, lin)
+		fw.tensor(prefix+name+".query.bias", typeF32, []int{s}, qb)
+		fw.tensor(prefix+name+".key.weight", typeF16, []int{s, s}, kw)
 		fw.random(prefix+name+".value.weight", typeF16, []int{s, s}, lin)
 		fw.random(prefix+name+".value.bias", typeF32, []int{s}, 0.02)
-		fw.random(prefix+name+".out.weight", typeF16, []int{s, s}, lin)
+		fw.random(prefix+name+".out.weight", typeF16, []int{s, s}, lin*gain)
 		fw.random(prefix+name+".out.bias", typeF32, []int{s}, 0.02)
 	}
-	attn("attn")
+	attn("attn", false)
 	out := 1 / math.Sqrt(float64(4*s))
 	if cross {
-		attn("cross_attn")
+		attn("cross_attn", true)
 		out *= decoderMLPGain
 	}
 	fw.constant(prefix+"mlp_ln.weight", []int{s}, 1)
@@ -342,6 +411,16 @@ func (f *fileWriter) random(name string, typ int32, ne []int, scale float64) {
 			f.f32(v)
 		}
 	}
+}
+
+// randomData returns the n values random would write for name.
+func (f *fileWriter) randomData(name string, n int, scale float64) []float32 {
+	rng := f.rng(name)
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32((rng.float64()*2 - 1) * scale)
+	}
+	return out
 }
 
 // rng returns the generator for the tensor name.

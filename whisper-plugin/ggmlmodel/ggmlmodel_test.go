@@ -189,7 +189,7 @@ func TestDeterministic(t *testing.T) {
 		t.Fatal("two writes of the same params differ")
 	}
 	sum := sha256.Sum256(a)
-	const want = "a9dcca7db52db12f18f227a00e36211ed9d5f7c0c64113a39147354079e99366"
+	const want = "d5867d8f63d3893722e90c185a45ae479e9ecb0dd5f1887eea132a4b01c128d7"
 	if got := hex.EncodeToString(sum[:]); got != want {
 		t.Errorf("sha256: got %s, want %s (size %d)", got, want, len(a))
 	}
