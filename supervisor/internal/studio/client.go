@@ -304,7 +304,8 @@ type Status struct {
 }
 
 // Client is the worker's studio session. Create it with New and call Run
-// once; SetPaused, Paused and Status may be called from any goroutine.
+// once; Shutdown, SetPaused, Paused and Status may be called from any
+// goroutine.
 type Client struct {
 	cfg    Config
 	log    hclog.Logger
