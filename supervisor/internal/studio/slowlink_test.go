@@ -91,18 +91,20 @@ func (c *slowConn) Write(p []byte) (int, error) {
 }
 
 // TestLargeFrameOnSlowLink: a 1 MiB completeJson over a link that moves it
-// in about 2 s goes through with a 300 ms write timeout and a 1 s read-idle
+// in about 4 s goes through with a 1 s write timeout and a 1.5 s read-idle
 // timeout, since bytes keep moving (before: the write failed at its fixed
-// timeout and the job was lost to the session).
+// timeout and the job was lost to the session). Each 32 KiB chunk takes
+// about 125 ms, well inside both timeouts even on a loaded machine, while
+// the whole frame takes longer than either.
 func TestLargeFrameOnSlowLink(t *testing.T) {
-	link := &slowLink{rate: 512 << 10}
+	link := &slowLink{rate: 256 << 10}
 	st := newTestStudio(t)
 	var sendErr error
 	result := json.RawMessage(`{"text":"` + strings.Repeat("s", 1<<20) + `"}`)
 	w := startWorker(t, st, func(c *Config) {
 		c.NetDialContext = link.dial
-		c.WriteTimeout = 300 * time.Millisecond
-		c.ReadIdleTimeout = time.Second
+		c.WriteTimeout = time.Second
+		c.ReadIdleTimeout = 1500 * time.Millisecond
 	})
 	w.runner.run = func(ctx context.Context, _ *protocol.JobOfferClaim, rep Reporter) {
 		link.slow.Store(true)
