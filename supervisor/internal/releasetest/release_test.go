@@ -53,6 +53,15 @@ const testVersion = "9.8.7-test"
 // buildRelease runs scripts/release.sh once per test binary run and
 // returns the tarball's path.
 var buildRelease = sync.OnceValues(func() (string, error) {
+	// Read here so that go test's cache sees a change to the scripts and
+	// units (it records the files the test binary opens, not those its
+	// subprocesses do).
+	for _, pat := range []string{"../../../scripts/*.sh", "../../../scripts/engines/*.sh", "../../../scripts/systemd/*"} {
+		files, _ := filepath.Glob(pat)
+		for _, f := range files {
+			os.ReadFile(f)
+		}
+	}
 	cmd := exec.Command("bash", "../../../scripts/release.sh")
 	cmd.Env = append(os.Environ(), "STOKER_RELEASE_DIR="+releaseDir, "STOKER_RELEASE_VERSION="+testVersion)
 	var stderr bytes.Buffer
