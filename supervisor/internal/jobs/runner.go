@@ -70,7 +70,8 @@ type Config struct {
 // that streams the answer; the studio's does not). The runner then asks
 // the engine for the text (plugins.RunRequest.StreamText) and passes each
 // piece to Text, in order, before the outcome; an error from Text (the
-// client left) cancels the job, which is then reported as cancelled.
+// client left) ends the job with that error (a *plugins.JobError keeps
+// its kind).
 type TextReporter interface {
 	studio.Reporter
 	Text(piece string) error

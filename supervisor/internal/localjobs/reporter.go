@@ -101,4 +101,11 @@ type textReporter struct {
 	text func(piece string) error
 }
 
-func (r *textReporter) Text(piece string) error { return r.text(piece) }
+// Text passes a piece on; a failure to (the client left, or stopped
+// reading) cancels the job.
+func (r *textReporter) Text(piece string) error {
+	if err := r.text(piece); err != nil {
+		return &plugins.JobError{Kind: plugins.ErrCancelled, Message: "the client stopped taking the streamed answer: " + err.Error(), Err: err}
+	}
+	return nil
+}
