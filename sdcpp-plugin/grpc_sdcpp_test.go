@@ -23,7 +23,12 @@ func checkImage(t *testing.T, r *plugintest.Recorder, err error) {
 	if ext != "webp" || len(data) < 12 || string(data[:4]) != "RIFF" || string(data[8:12]) != "WEBP" {
 		t.Errorf("output %q of %d bytes is not a WebP", ext, len(data))
 	}
-	if stepEvents(r) == 0 {
+	// Over gRPC the SDK's progress is latest wins, sent at most every
+	// 100 ms: a sampling that ends within that time shows as its first
+	// step event only (0 of N), superseded by the decode. That the phase
+	// was reported is what reaches the host on a fast job; every step
+	// reaching the observer is TestParityWithSDCLI's check.
+	if !sawUnit(r, unitStep) {
 		t.Errorf("no sampling progress: %v", r.Events())
 	}
 }
@@ -127,4 +132,14 @@ func TestStubNotReady(t *testing.T) {
 	if d.Ready || !strings.Contains(d.NotReadyReason, "-tags sdcpp") {
 		t.Errorf("stub describes itself as ready=%t %q", d.Ready, d.NotReadyReason)
 	}
+}
+
+// sawUnit reports whether any progress event of unit reached the recorder.
+func sawUnit(rec *plugintest.Recorder, unit string) bool {
+	for _, p := range rec.Events() {
+		if p.Unit == unit {
+			return true
+		}
+	}
+	return false
 }
