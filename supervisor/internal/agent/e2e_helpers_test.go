@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,6 +148,9 @@ type stack struct {
 	agent  *agent.Agent
 	files  string // the dev studio's FilesDir, served at /dev/files/
 	state  string // the agent's state dir
+	// stop drains and stops the agent (its first signal) and returns
+	// Run's error; the test's cleanup calls it too.
+	stop func() error
 }
 
 type stackOptions struct {
@@ -183,14 +187,14 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 		o.catalog(srv, cat)
 	}
 
-	a, state := runAgent(tb, srv.URL(), log, append([]string{"STOKER_LISTEN=" + o.listen}, o.env...)...)
-	return &stack{studio: srv, agent: a, files: files, state: state}
+	a, state, stop := runAgent(tb, srv.URL(), log, append([]string{"STOKER_LISTEN=" + o.listen}, o.env...)...)
+	return &stack{studio: srv, agent: a, files: files, state: state, stop: stop}
 }
 
 // runAgent runs the agent in-process against the studio at studioURL with
 // the synthetic plugin and the e2e plugin, until the test ends. env adds
 // STOKER_ variables. It returns once the agent runs, with its state dir.
-func runAgent(tb testing.TB, studioURL string, log hclog.InterceptLogger, env ...string) (*agent.Agent, string) {
+func runAgent(tb testing.TB, studioURL string, log hclog.InterceptLogger, env ...string) (*agent.Agent, string, func() error) {
 	tb.Helper()
 	pluginDir := tb.TempDir()
 	exe, err := os.Executable()
@@ -209,7 +213,7 @@ func runAgent(tb testing.TB, studioURL string, log hclog.InterceptLogger, env ..
 // runAgentWith is runAgent with the plugins in pluginDir. Downloads may
 // reach loopback, where the dev studio serves the dev models and inputs;
 // an env entry STOKER_FETCH_ALLOW= takes that away.
-func runAgentWith(tb testing.TB, studioURL, pluginDir string, log hclog.InterceptLogger, env ...string) (*agent.Agent, string) {
+func runAgentWith(tb testing.TB, studioURL, pluginDir string, log hclog.InterceptLogger, env ...string) (*agent.Agent, string, func() error) {
 	tb.Helper()
 	state := tb.TempDir()
 	cfg, err := config.Load("", append([]string{
@@ -227,19 +231,23 @@ func runAgentWith(tb testing.TB, studioURL, pluginDir string, log hclog.Intercep
 	go func() {
 		done <- agent.Run(ctx, cfg, agent.Options{Logger: log, RegistrationPoll: 20 * time.Millisecond, Environ: os.Environ(), Ready: func(a *agent.Agent) { ready <- a }})
 	}()
-	tb.Cleanup(func() {
+	// stop is the agent's first signal (its drain) and waits for Run.
+	stop := sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	})
+	tb.Cleanup(func() {
+		if err := stop(); err != nil {
 			tb.Errorf("agent.Run: %v", err)
 		}
 	})
 	select {
 	case a := <-ready:
-		return a, state
+		return a, state, stop
 	case err := <-done:
 		tb.Fatalf("agent.Run returned early: %v", err)
 	}
-	return nil, ""
+	return nil, "", nil
 }
 
 // submit queues a job and waits until it is completed or failed for good.

@@ -126,7 +126,7 @@ func startEngineStack(tb testing.TB, o engineOptions) *engineStack {
 		tb.Fatal(err)
 	}
 
-	a, state := runAgentWith(tb, srv.URL(), pluginDir, log, "STOKER_LISTEN="+o.listen)
+	a, state, _ := runAgentWith(tb, srv.URL(), pluginDir, log, "STOKER_LISTEN="+o.listen)
 	es := &engineStack{
 		stack: &stack{studio: srv, agent: a, files: files, state: state},
 		log:   log, catalog: cat, models: map[string]devmodels.Model{},

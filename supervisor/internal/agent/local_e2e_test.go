@@ -477,3 +477,40 @@ func TestLocalChatStream(t *testing.T) {
 		t.Errorf("unknown model, streamed: %d %s %s", code, h.Get("Content-Type"), raw)
 	}
 }
+
+// TestLocalJobDrains: the agent's first signal lets a running local job
+// finish (its client gets the answer) and refuses new local requests with
+// 503 meanwhile; then the agent stops cleanly.
+func TestLocalJobDrains(t *testing.T) {
+	s := startStack(t, stackOptions{listen: "127.0.0.1:0"})
+	c := newLocalClient(t, s)
+	c.putModel(t, "e2e-llm", "e2e", 1, 1)
+	g := newGate(t)
+	running := make(chan chatResult, 1)
+	go func() { running <- c.chat(t, "e2e-llm", g.prompt()) }()
+	g.waitRunning(t)
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
+	// A request sent before the drain began waits for the slot; the
+	// probe gives up after a moment (leaving the queue) and tries again.
+	eventually(t, "new local requests refused during the drain", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		body := strings.NewReader(`{"model":"e2e-llm","messages":[{"role":"user","content":"too late"}]}`)
+		req, _ := http.NewRequestWithContext(ctx, "POST", c.base+"/v1/chat/completions", body)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	g.release(t)
+	if r := <-running; r.Status != http.StatusOK || r.MaxInFlight != 1 {
+		t.Fatalf("the local job running at the signal: %+v, want 200", r)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("agent.Run: %v", err)
+	}
+}
