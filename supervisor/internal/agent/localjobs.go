@@ -50,26 +50,20 @@ func (a *Agent) startLocalJobs(slot *jobslot.Slot, extra []localmodels.Model) (*
 	if err != nil {
 		return nil, nil, err
 	}
-	var routes []localapi.Route
-	for _, r := range imageapi.New(svc, a.cfg.LocalDefaultModel).Routes() {
-		routes = append(routes, localapi.Route{Pattern: r.Pattern, Handler: r.Handler, Access: access(r.Job)})
-	}
 	oa, err := openaiapi.New(svc, filepath.Join(localInputDir(a.cfg.StateDir), "images"))
 	if err != nil {
 		svc.Close()
 		return nil, nil, err
 	}
-	for _, r := range oa.Routes() {
-		routes = append(routes, localapi.Route{Pattern: r.Pattern, Handler: r.Handler, Access: access(r.Job)})
+	var routes []localapi.Route
+	for _, r := range slices.Concat(imageapi.New(svc, a.cfg.LocalDefaultModel).Routes(), oa.Routes()) {
+		access := localapi.ReadAccess
+		if r.Job {
+			access = localapi.JobAccess
+		}
+		routes = append(routes, localapi.Route{Pattern: r.Pattern, Handler: r.Handler, Access: access})
 	}
 	return svc, routes, nil
-}
-
-func access(job bool) localapi.Access {
-	if job {
-		return localapi.JobAccess
-	}
-	return localapi.ReadAccess
 }
 
 // serves says whether a ready plugin runs kind on engine now.

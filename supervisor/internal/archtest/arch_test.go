@@ -141,6 +141,11 @@ func TestDependencyRules(t *testing.T) {
 			forbidden: []string{"supervisor/internal/studio", "supervisor/internal/engines", "supervisor/internal/jobs", "supervisor/internal/models", "supervisor/internal/localapi", "supervisor/internal/agent"},
 		},
 		{
+			name:      "the local job routes' HTTP plumbing stands alone",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/jobhttp") },
+			allowOnly: []string{"supervisor/internal/jobhttp"},
+		},
+		{
 			name:      "the HTTP guards stand alone",
 			applies:   func(p string) bool { return under(p, "supervisor/internal/httpguard") },
 			allowOnly: []string{"supervisor/internal/httpguard"},

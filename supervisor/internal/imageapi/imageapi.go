@@ -26,27 +26,16 @@
 package imageapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/stokerhq/stoker/supervisor/internal/jobhttp"
 	"github.com/stokerhq/stoker/supervisor/internal/localjobs"
 	"github.com/stokerhq/stoker/supervisor/internal/localmodels"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
-)
-
-// writeTimeout bounds writing a JSON answer and resultWriteTimeout an
-// image, once the job is done: a client that stops reading gives up its
-// connection instead of holding a goroutine forever.
-const (
-	writeTimeout       = 30 * time.Second
-	resultWriteTimeout = 5 * time.Minute
 )
 
 // MaxBodyBytes bounds a POST body: an image request or a catalog entry is
@@ -65,22 +54,14 @@ func New(jobs *localjobs.Service, defaultModel string) *Handlers {
 	return &Handlers{jobs: jobs, defaultModel: defaultModel}
 }
 
-// Route is one route: its ServeMux pattern, its handler, and whether it
-// runs jobs or changes the catalog (then it needs the token).
-type Route struct {
-	Pattern string
-	Handler http.HandlerFunc
-	Job     bool
-}
-
 // Routes lists the routes.
-func (h *Handlers) Routes() []Route {
-	return []Route{
-		{"POST /image", h.image, true},
-		{"GET /models", h.listModels, false},
-		{"POST /models", h.putModel, true},
-		{"DELETE /models/{id}", h.deleteModel, true},
-		{"GET /jobs", h.listJobs, false},
+func (h *Handlers) Routes() []jobhttp.Route {
+	return []jobhttp.Route{
+		{Pattern: "POST /image", Handler: h.image, Job: true},
+		{Pattern: "GET /models", Handler: h.listModels, Job: false},
+		{Pattern: "POST /models", Handler: h.putModel, Job: true},
+		{Pattern: "DELETE /models/{id}", Handler: h.deleteModel, Job: true},
+		{Pattern: "GET /jobs", Handler: h.listJobs, Job: false},
 	}
 }
 
@@ -93,7 +74,7 @@ type imageRequest struct {
 
 func (h *Handlers) image(w http.ResponseWriter, r *http.Request) {
 	var req imageRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	if err := jobhttp.DecodeJSON(w, r, &req, MaxBodyBytes, true); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -127,39 +108,25 @@ func (h *Handlers) image(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hd := w.Header()
-	hd.Set("Content-Type", contentType(res.Ext))
+	hd.Set("Content-Type", jobhttp.MediaType(res.Ext))
 	hd.Set("Content-Length", strconv.FormatInt(res.Size, 10))
 	hd.Set("X-Job-Id", res.JobID)
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	// The local API lifts its write timeout for job routes (a job answers
 	// when it is done); the answer's own writes are bounded here.
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(resultWriteTimeout))
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(jobhttp.ResultWriteTimeout))
 	w.WriteHeader(http.StatusOK)
 	io.Copy(w, res.File)
 }
 
-// contentType is the media type of a result's extension.
-func contentType(ext string) string {
-	if t := mime.TypeByExtension("." + ext); t != "" {
-		return t
-	}
-	switch ext {
-	case "webp":
-		return "image/webp"
-	case "wav":
-		return "audio/wav"
-	}
-	return "application/octet-stream"
-}
-
 func (h *Handlers) listModels(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"models": h.jobs.Models().List()})
+	jobhttp.WriteJSON(w, http.StatusOK, map[string]any{"models": h.jobs.Models().List()})
 }
 
 func (h *Handlers) putModel(w http.ResponseWriter, r *http.Request) {
 	var m localmodels.Model
-	if err := decodeBody(w, r, &m); err != nil {
+	if err := jobhttp.DecodeJSON(w, r, &m, MaxBodyBytes, true); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -171,7 +138,7 @@ func (h *Handlers) putModel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	jobhttp.WriteJSON(w, http.StatusOK, m)
 }
 
 func (h *Handlers) deleteModel(w http.ResponseWriter, r *http.Request) {
@@ -179,7 +146,7 @@ func (h *Handlers) deleteModel(w http.ResponseWriter, r *http.Request) {
 	err := h.jobs.Models().Delete(id)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, map[string]string{"deleted": id})
+		jobhttp.WriteJSON(w, http.StatusOK, map[string]string{"deleted": id})
 	case errors.Is(err, localmodels.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, localmodels.ErrInvalid):
@@ -190,28 +157,7 @@ func (h *Handlers) deleteModel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handlers) listJobs(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": h.jobs.Recent()})
-}
-
-// decodeBody decodes a JSON body of at most MaxBodyBytes into v, refusing
-// unknown fields and trailing data.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return fmt.Errorf("body over %d bytes", MaxBodyBytes)
-		}
-		return fmt.Errorf("reading body: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("body is not the expected JSON: %w", err)
-	}
-	if dec.More() {
-		return errors.New("body has data after the JSON value")
-	}
-	return nil
+	jobhttp.WriteJSON(w, http.StatusOK, map[string]any{"jobs": h.jobs.Recent()})
 }
 
 // writeJobError answers a local job's failure with its status, and
@@ -229,20 +175,5 @@ func writeJobError(w http.ResponseWriter, err error) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "encoding: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeTimeout))
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	jobhttp.WriteJSON(w, status, map[string]string{"error": msg})
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stokerhq/stoker/supervisor/internal/jobhttp"
 	"github.com/stokerhq/stoker/supervisor/internal/localjobs"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
@@ -79,7 +80,7 @@ func (h *Handlers) transcribe(w http.ResponseWriter, r *http.Request) {
 	}
 	switch format {
 	case "text":
-		setWriteDeadline(w, writeTimeout)
+		jobhttp.SetWriteDeadline(w, jobhttp.WriteTimeout)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, out.Text+"\n")
 	case "verbose_json":
@@ -87,9 +88,9 @@ func (h *Handlers) transcribe(w http.ResponseWriter, r *http.Request) {
 		if len(out.Segments) > 0 {
 			body["segments"] = out.Segments
 		}
-		writeJSON(w, http.StatusOK, body)
+		jobhttp.WriteJSON(w, http.StatusOK, body)
 	default:
-		writeJSON(w, http.StatusOK, map[string]string{"text": out.Text})
+		jobhttp.WriteJSON(w, http.StatusOK, map[string]string{"text": out.Text})
 	}
 }
 
@@ -104,7 +105,7 @@ type speechRequest struct {
 
 func (h *Handlers) speech(w http.ResponseWriter, r *http.Request) {
 	var req speechRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := jobhttp.DecodeJSON(w, r, &req, MaxJSONBytes, false); err != nil {
 		badRequest(w, err.Error())
 		return
 	}
@@ -134,10 +135,10 @@ func (h *Handlers) speech(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	// The engine's format, which may not be the one asked for (the
 	// engines here make WAV).
-	hd.Set("Content-Type", mediaType(res.Ext))
+	hd.Set("Content-Type", jobhttp.MediaType(res.Ext))
 	hd.Set("Content-Length", strconv.FormatInt(res.Size, 10))
 	hd.Set("X-Job-Id", res.JobID)
-	setWriteDeadline(w, resultWriteTimeout)
+	jobhttp.SetWriteDeadline(w, jobhttp.ResultWriteTimeout)
 	w.WriteHeader(http.StatusOK)
 	io.Copy(w, res.File)
 }

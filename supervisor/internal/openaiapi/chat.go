@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stokerhq/stoker/supervisor/internal/jobhttp"
 	"github.com/stokerhq/stoker/supervisor/internal/localjobs"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
@@ -142,7 +143,7 @@ type completion struct {
 
 func (h *Handlers) chat(w http.ResponseWriter, r *http.Request) {
 	var req chatRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := jobhttp.DecodeJSON(w, r, &req, MaxJSONBytes, false); err != nil {
 		badRequest(w, err.Error())
 		return
 	}
@@ -175,7 +176,7 @@ func (h *Handlers) chat(w http.ResponseWriter, r *http.Request) {
 	body["object"] = "chat.completion"
 	body["created"] = h.now().Unix()
 	body["model"] = req.Model
-	writeJSON(w, http.StatusOK, body)
+	jobhttp.WriteJSON(w, http.StatusOK, body)
 }
 
 // chunk is one chat.completion.chunk of a stream.
@@ -238,7 +239,7 @@ func (s *sse) event(v any) error {
 	buf = append(buf, "data: "...)
 	buf = append(buf, b...)
 	buf = append(buf, '\n', '\n')
-	s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	s.rc.SetWriteDeadline(time.Now().Add(jobhttp.WriteTimeout))
 	if _, err := s.w.Write(buf); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/stokerhq/stoker/supervisor/internal/jobhttp"
 	"github.com/stokerhq/stoker/supervisor/internal/localjobs"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
@@ -57,7 +58,7 @@ func (req *imageRequest) imageTask() (protocol.Task, error) {
 
 func (h *Handlers) generateImage(w http.ResponseWriter, r *http.Request) {
 	var req imageRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := jobhttp.DecodeJSON(w, r, &req, MaxJSONBytes, false); err != nil {
 		badRequest(w, err.Error())
 		return
 	}
@@ -106,7 +107,7 @@ func (h *Handlers) generateImage(w http.ResponseWriter, r *http.Request) {
 		// localhost, or an allowed name.
 		item["url"] = "http://" + r.Host + "/v1/images/files/" + name
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"created": h.now().Unix(), "data": []map[string]string{item}})
+	jobhttp.WriteJSON(w, http.StatusOK, map[string]any{"created": h.now().Unix(), "data": []map[string]string{item}})
 }
 
 func (h *Handlers) imageFile(w http.ResponseWriter, r *http.Request) {
@@ -118,34 +119,11 @@ func (h *Handlers) imageFile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	hd := w.Header()
-	hd.Set("Content-Type", mediaType(filepath.Ext(name)))
+	hd.Set("Content-Type", jobhttp.MediaType(filepath.Ext(name)))
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Cache-Control", "private, max-age=3600")
-	setWriteDeadline(w, resultWriteTimeout)
+	jobhttp.SetWriteDeadline(w, jobhttp.ResultWriteTimeout)
 	io.Copy(w, f)
-}
-
-// mediaType is the content type of a result's extension (".png").
-func mediaType(ext string) string {
-	switch strings.TrimPrefix(ext, ".") {
-	case "png":
-		return "image/png"
-	case "webp":
-		return "image/webp"
-	case "jpg", "jpeg":
-		return "image/jpeg"
-	case "gif":
-		return "image/gif"
-	case "wav":
-		return "audio/wav"
-	case "mp3":
-		return "audio/mpeg"
-	case "flac":
-		return "audio/flac"
-	case "ogg", "opus":
-		return "audio/ogg"
-	}
-	return "application/octet-stream"
 }
 
 // imageStore keeps the last max images made for "url" answers in dir,

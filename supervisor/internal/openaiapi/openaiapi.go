@@ -24,15 +24,12 @@
 package openaiapi
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/stokerhq/stoker/supervisor/internal/jobhttp"
 	"github.com/stokerhq/stoker/supervisor/internal/localjobs"
 )
 
@@ -44,21 +41,6 @@ const MaxJSONBytes = 4 << 20
 // MaxAudioBytes bounds a transcription upload (the model store's input
 // limit is the same order: an hour of 16 kHz mono WAV is 115 MB).
 const MaxAudioBytes = 256 << 20
-
-// writeTimeout bounds each write of an answer once its job is done (the
-// local API lifts its server-wide write timeout for job routes, which
-// answer when the job is done): a client that stops reading gives up its
-// connection after this long instead of holding a goroutine forever. A
-// streamed chunk gets the same, so a stalled stream cancels its job.
-const writeTimeout = 30 * time.Second
-
-// resultWriteTimeout bounds the writing of a binary result.
-const resultWriteTimeout = 5 * time.Minute
-
-// setWriteDeadline bounds the next writes to w by d from now.
-func setWriteDeadline(w http.ResponseWriter, d time.Duration) {
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
-}
 
 // Handlers serves the routes. Create it with New.
 type Handlers struct {
@@ -77,23 +59,15 @@ func New(jobs *localjobs.Service, imageDir string) (*Handlers, error) {
 	return &Handlers{jobs: jobs, images: st, now: time.Now}, nil
 }
 
-// Route is one route: its ServeMux pattern, its handler, and whether it
-// runs jobs (then it needs the token).
-type Route struct {
-	Pattern string
-	Handler http.HandlerFunc
-	Job     bool
-}
-
 // Routes lists the routes.
-func (h *Handlers) Routes() []Route {
-	return []Route{
-		{"POST /v1/chat/completions", h.chat, true},
-		{"POST /v1/images/generations", h.generateImage, true},
-		{"GET /v1/images/files/{name}", h.imageFile, false},
-		{"POST /v1/audio/transcriptions", h.transcribe, true},
-		{"POST /v1/audio/speech", h.speech, true},
-		{"GET /v1/models", h.models, false},
+func (h *Handlers) Routes() []jobhttp.Route {
+	return []jobhttp.Route{
+		{Pattern: "POST /v1/chat/completions", Handler: h.chat, Job: true},
+		{Pattern: "POST /v1/images/generations", Handler: h.generateImage, Job: true},
+		{Pattern: "GET /v1/images/files/{name}", Handler: h.imageFile, Job: false},
+		{Pattern: "POST /v1/audio/transcriptions", Handler: h.transcribe, Job: true},
+		{Pattern: "POST /v1/audio/speech", Handler: h.speech, Job: true},
+		{Pattern: "GET /v1/models", Handler: h.models, Job: false},
 	}
 }
 
@@ -113,7 +87,7 @@ func (h *Handlers) models(w http.ResponseWriter, r *http.Request) {
 	for _, m := range h.jobs.Models().List() {
 		data = append(data, modelObject{ID: m.ID, Object: "model", OwnedBy: "stoker", Engine: m.Engine})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+	jobhttp.WriteJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
 // apiError is OpenAI's error object.
@@ -137,7 +111,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	if code != "" {
 		e.Code = &code
 	}
-	writeJSON(w, status, map[string]apiError{"error": e})
+	jobhttp.WriteJSON(w, status, map[string]apiError{"error": e})
 }
 
 // badRequest answers a 400 for the client's mistake.
@@ -163,42 +137,6 @@ func writeJobError(w http.ResponseWriter, err error) {
 		code = "model_not_found"
 	}
 	writeError(w, je.HTTPStatus(), code, je.Message)
-}
-
-// decodeJSON decodes a JSON body of at most MaxJSONBytes into v. Unknown
-// fields are ignored: OpenAI's clients send fields this node has no use
-// for (user, logprobs ...), and refusing them would break those clients.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxJSONBytes))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return fmt.Errorf("body over %d bytes", MaxJSONBytes)
-		}
-		return fmt.Errorf("reading body: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("body is not the expected JSON: %w", err)
-	}
-	if dec.More() {
-		return errors.New("body has data after the JSON value")
-	}
-	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "encoding: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	setWriteDeadline(w, writeTimeout)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
 }
 
 // ptr returns a pointer to v, for the task's optional fields.
