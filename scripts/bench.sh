@@ -37,7 +37,12 @@ for _ in $(seq 100); do curl -sf "127.0.0.1:$port/api/workers" | grep -q '"conne
 sleep "${IDLE_SECONDS:-10}" # let it idle through a couple of heartbeats
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$agent/status")
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$agent/status")
-plugin=$(pgrep -P "$agent" synthetic-plug || true)
-prss=0
-[ -n "$plugin" ] && prss=$(awk '/^VmRSS/ {print $2}' "/proc/$plugin/status")
-awk -v r="$rss" -v h="$hwm" -v p="$prss" 'BEGIN { printf "agent RSS %.1f MiB (peak %.1f MiB); synthetic plugin RSS %.1f MiB\n", r/1024, h/1024, p/1024 }'
+# The plugin's processes by parent, not by name: a plugin is started
+# through a descriptor of its verified file (fexecve), so its comm is that
+# descriptor's number. Two with the warm spare on (plugin_warm_spare).
+prss=0 nplugins=0
+for p in $(pgrep -P "$agent" || true); do
+	r=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+	prss=$((prss + r)) nplugins=$((nplugins + 1))
+done
+awk -v r="$rss" -v h="$hwm" -v p="$prss" -v n="$nplugins" 'BEGIN { printf "agent RSS %.1f MiB (peak %.1f MiB); synthetic plugin RSS %.1f MiB in %d processes (serving and warm spare)\n", r/1024, h/1024, p/1024, n }'
