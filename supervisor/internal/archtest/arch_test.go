@@ -146,6 +146,11 @@ func TestDependencyRules(t *testing.T) {
 			allowOnly: []string{"supervisor/internal/jobhttp"},
 		},
 		{
+			name:      "the watched child process stands alone",
+			applies:   func(p string) bool { return under(p, "supervisor/internal/childproc") },
+			allowOnly: []string{"supervisor/internal/childproc"},
+		},
+		{
 			name:      "the HTTP guards stand alone",
 			applies:   func(p string) bool { return under(p, "supervisor/internal/httpguard") },
 			allowOnly: []string{"supervisor/internal/httpguard"},

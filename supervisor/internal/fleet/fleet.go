@@ -11,7 +11,6 @@
 package fleet
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stokerhq/stoker/supervisor/internal/childproc"
 )
 
 // Config configures a fleet.
@@ -54,7 +55,7 @@ type Fleet struct {
 	// Agents are the agents, in start order.
 	Agents []*Agent
 
-	studio *proc
+	studio *childproc.Proc
 	client *http.Client
 }
 
@@ -66,68 +67,11 @@ type Agent struct {
 	// API is its local API's base URL, known once it listens.
 	API string
 
-	p *proc
+	p *childproc.Proc
 }
 
 // Pid is the agent process's id.
-func (a *Agent) Pid() int { return a.p.cmd.Process.Pid }
-
-// proc is one child process whose stderr is read line by line until it
-// exits.
-type proc struct {
-	cmd    *exec.Cmd
-	done   chan struct{} // closed once the process has exited and its stderr is read
-	waitMu sync.Mutex
-	err    error // the exit, once done
-}
-
-// start runs cmd; each stderr line goes to line (on the reading
-// goroutine) and to log.
-func start(cmd *exec.Cmd, log io.Writer, logMu *sync.Mutex, line func([]byte)) (*proc, error) {
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { // ends when the process's stderr closes, i.e. with it
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			b := sc.Bytes()
-			line(b)
-			if log != nil {
-				logMu.Lock()
-				log.Write(append(b, '\n'))
-				logMu.Unlock()
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		err := cmd.Wait()
-		p.waitMu.Lock()
-		p.err = err
-		p.waitMu.Unlock()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM (an agent drains) and waits for the exit, killing
-// the process after grace.
-func (p *proc) stop(grace time.Duration) error {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.waitMu.Lock()
-	defer p.waitMu.Unlock()
-	return p.err
-}
+func (a *Agent) Pid() int { return a.p.Pid() }
 
 var studioURL = regexp.MustCompile(`dev studio running: url=(http://\S+)`)
 
@@ -149,22 +93,34 @@ func Start(ctx context.Context, cfg Config) (f *Fleet, err error) {
 		}
 	}()
 	var logMu sync.Mutex
+	// logged hands each line to cfg.Log, one line at a time from every
+	// process, then to line.
+	logged := func(line func([]byte)) func([]byte) {
+		return func(b []byte) {
+			line(b)
+			if cfg.Log != nil {
+				logMu.Lock()
+				cfg.Log.Write(append(b, '\n'))
+				logMu.Unlock()
+			}
+		}
+	}
 	urlCh := make(chan string, 1)
-	f.studio, err = start(exec.Command(cfg.Stoker, "studio", "-auto-approve", "-listen", "127.0.0.1:0"), cfg.Log, &logMu, func(b []byte) {
+	f.studio, err = childproc.Start(exec.Command(cfg.Stoker, "studio", "-auto-approve", "-listen", "127.0.0.1:0"), logged(func(b []byte) {
 		if m := studioURL.FindSubmatch(b); m != nil {
 			select {
 			case urlCh <- string(m[1]):
 			default:
 			}
 		}
-	})
+	}), nil)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: studio: %w", err)
 	}
 	select {
 	case f.StudioURL = <-urlCh:
-	case <-f.studio.done:
-		return nil, fmt.Errorf("fleet: the studio exited: %v", f.studio.err)
+	case <-f.studio.Done():
+		return nil, fmt.Errorf("fleet: the studio exited: %v", f.studio.Err())
 	case <-ctx.Done():
 		return nil, fmt.Errorf("fleet: the studio never said where it listens: %w", ctx.Err())
 	}
@@ -187,7 +143,7 @@ func Start(ctx context.Context, cfg Config) (f *Fleet, err error) {
 		)
 		cmd.Env = append(cmd.Env, cfg.Env...)
 		var once sync.Once
-		a.p, err = start(cmd, cfg.Log, &logMu, func(b []byte) {
+		a.p, err = childproc.Start(cmd, logged(func(b []byte) {
 			var e struct {
 				Msg string `json:"@message"`
 				URL string `json:"url"`
@@ -198,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (f *Fleet, err error) {
 					apis <- struct{}{}
 				})
 			}
-		})
+		}), nil)
 		if err != nil {
 			return nil, fmt.Errorf("fleet: agent %d: %w", i, err)
 		}
@@ -250,8 +206,8 @@ func (f *Fleet) waitConnected(ctx context.Context, n int) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("fleet: %d of %d agents connected: %w", ready, n, ctx.Err())
-		case <-f.studio.done:
-			return fmt.Errorf("fleet: the studio exited: %v", f.studio.err)
+		case <-f.studio.Done():
+			return fmt.Errorf("fleet: the studio exited: %v", f.studio.Err())
 		case <-t.C:
 		}
 	}
@@ -266,14 +222,14 @@ func (f *Fleet) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := a.p.stop(90 * time.Second); err != nil {
+			if err := a.p.Stop(syscall.SIGTERM, 90*time.Second); err != nil {
 				errs[i] = fmt.Errorf("agent %s: %w", a.Name, err)
 			}
 		}()
 	}
 	wg.Wait()
 	if f.studio != nil {
-		if err := f.studio.stop(30 * time.Second); err != nil {
+		if err := f.studio.Stop(syscall.SIGTERM, 30*time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("studio: %w", err))
 		}
 	}
@@ -377,7 +333,7 @@ func (f *Fleet) Stats(ctx context.Context) (Stats, error) {
 }
 
 // StudioPid is the studio process's id.
-func (f *Fleet) StudioPid() int { return f.studio.cmd.Process.Pid }
+func (f *Fleet) StudioPid() int { return f.studio.Pid() }
 
 func (f *Fleet) get(ctx context.Context, path string, v any) error {
 	return getJSON(ctx, f.client, f.StudioURL+path, v)

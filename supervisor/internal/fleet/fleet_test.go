@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stokerhq/stoker/supervisor/internal/childproc"
 )
 
 // TestFleetScript runs scripts/fleet.sh at a small size, as CI does: 8
@@ -53,12 +55,12 @@ func TestReportVerdictLine(t *testing.T) {
 }
 
 func TestResidentBytes(t *testing.T) {
-	n, err := residentBytes(os.Getpid())
+	n, err := childproc.RSS(os.Getpid())
 	if err != nil || n < 1<<20 {
-		t.Errorf("residentBytes(self) = %d, %v; want at least 1 MiB", n, err)
+		t.Errorf("childproc.RSS(self) = %d, %v; want at least 1 MiB", n, err)
 	}
-	if _, err := residentBytes(-1); err == nil {
-		t.Error("residentBytes(-1): no error")
+	if _, err := childproc.RSS(-1); err == nil {
+		t.Error("childproc.RSS(-1): no error")
 	}
 }
 

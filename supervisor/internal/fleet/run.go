@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
+	"github.com/stokerhq/stoker/supervisor/internal/childproc"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
 
@@ -127,7 +128,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 		rep.Series, rep.ScrapeBytes = append(rep.Series, series), append(rep.ScrapeBytes, size)
 	}
-	rep.StudioRSS, _ = residentBytes(f.StudioPid())
+	rep.StudioRSS, _ = childproc.RSS(f.StudioPid())
 	if rep.HeartbeatBytes, err = f.heartbeatBytes(ctx); err != nil {
 		return nil, err
 	}
@@ -156,13 +157,13 @@ func jobFor(i int) (string, map[string]any) {
 // RSS returns the resident memory of the agent process, and of the agent
 // with every process under it (its plugins, warm spares included).
 func (a *Agent) RSS() (agent, node int64, err error) {
-	agent, err = residentBytes(a.Pid())
+	agent, err = childproc.RSS(a.Pid())
 	if err != nil {
 		return 0, 0, err
 	}
 	node = agent
 	for _, p := range descendants(a.Pid()) {
-		if n, err := residentBytes(p); err == nil { // one that just exited counts nothing
+		if n, err := childproc.RSS(p); err == nil { // one that just exited counts nothing
 			node += n
 		}
 	}
@@ -295,26 +296,6 @@ func cpuSeconds(pid int) float64 {
 		return 0
 	}
 	return st.CPUTime()
-}
-
-// residentBytes reads VmRSS from /proc/<pid>/status.
-func residentBytes(pid int) (int64, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q: %w", pid, v, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
 
 func loadAvg() string {

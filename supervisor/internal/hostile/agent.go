@@ -1,7 +1,6 @@
 package hostile
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,25 +11,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stokerhq/stoker/supervisor/internal/childproc"
 )
 
 // Agent is the real `stoker agent` process under attack. Create it with
 // StartAgent; Stop ends it. It counts the times it died without being
 // asked to: each is a node crash.
 type Agent struct {
-	cmd      *exec.Cmd
+	p        *childproc.Proc
 	stateDir string
-	exited   chan struct{} // closed when the process has exited
-	wg       sync.WaitGroup
 
 	mu       sync.Mutex // guards the fields below
 	stopping bool
 	crashed  bool
-	exitErr  error
 	api      string // the local API's base URL, once logged
 	apiSeen  chan struct{}
 	tail     []string // the last lines of its log, for a crash report
@@ -66,66 +63,50 @@ func StartAgent(cfg AgentConfig) (*Agent, error) {
 		"STOKER_DRAIN_TIMEOUT=5s",
 	)
 	cmd.Env = append(cmd.Env, cfg.Env...)
-	stderr, err := cmd.StderrPipe()
+	a := &Agent{stateDir: cfg.StateDir, apiSeen: make(chan struct{})}
+	p, err := childproc.Start(cmd, func(line []byte) { a.line(line, cfg.Log) }, func(error) {
+		a.mu.Lock()
+		a.crashed = !a.stopping
+		a.mu.Unlock()
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	a := &Agent{cmd: cmd, stateDir: cfg.StateDir, exited: make(chan struct{}), apiSeen: make(chan struct{})}
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		a.consume(stderr, cfg.Log)
-		err := cmd.Wait()
-		a.mu.Lock()
-		a.exitErr = err
-		a.crashed = !a.stopping
-		a.mu.Unlock()
-		close(a.exited)
-	}()
+	a.p = p
 	return a, nil
 }
 
-// consume reads the agent's JSON log: it keeps the last lines and notes
-// the local API's address.
-func (a *Agent) consume(r io.Reader, tee io.Writer) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if tee != nil {
-			_, _ = tee.Write(append(line, '\n'))
-		}
-		var e struct {
-			Msg string `json:"@message"`
-			URL string `json:"url"`
-		}
-		_ = json.Unmarshal(line, &e)
-		a.mu.Lock()
-		if len(line) > 2000 {
-			line = append(line[:2000:2000], "…"...)
-		}
-		a.tail = append(a.tail, string(line))
-		if len(a.tail) > 20 {
-			a.tail = a.tail[1:]
-		}
-		if e.Msg == "local API listening" && a.api == "" {
-			a.api = strings.TrimSuffix(e.URL, "/")
-			close(a.apiSeen)
-		}
-		a.mu.Unlock()
+// line takes one line of the agent's JSON log: it keeps the last lines
+// and notes the local API's address.
+func (a *Agent) line(line []byte, tee io.Writer) {
+	if tee != nil {
+		_, _ = tee.Write(append(line, '\n'))
 	}
-	// The pipe broke (the process is gone): drain nothing more.
-	io.Copy(io.Discard, r)
+	var e struct {
+		Msg string `json:"@message"`
+		URL string `json:"url"`
+	}
+	_ = json.Unmarshal(line, &e)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(line) > 2000 {
+		line = append(line[:2000:2000], "…"...)
+	}
+	a.tail = append(a.tail, string(line))
+	if len(a.tail) > 20 {
+		a.tail = a.tail[1:]
+	}
+	if e.Msg == "local API listening" && a.api == "" {
+		a.api = strings.TrimSuffix(e.URL, "/")
+		close(a.apiSeen)
+	}
 }
 
 // PID is the agent's process id.
-func (a *Agent) PID() int { return a.cmd.Process.Pid }
+func (a *Agent) PID() int { return a.p.Pid() }
 
 // Exited is closed when the process has exited.
-func (a *Agent) Exited() <-chan struct{} { return a.exited }
+func (a *Agent) Exited() <-chan struct{} { return a.p.Done() }
 
 // Crashed reports whether the process exited without being asked to.
 func (a *Agent) Crashed() bool {
@@ -139,8 +120,8 @@ func (a *Agent) Tail() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := strings.Join(a.tail, "\n")
-	if a.exitErr != nil {
-		s += "\nexit: " + a.exitErr.Error()
+	if err := a.p.Err(); err != nil {
+		s += "\nexit: " + err.Error()
 	}
 	return s
 }
@@ -151,33 +132,14 @@ func (a *Agent) Stop() {
 	a.mu.Lock()
 	a.stopping = true
 	a.mu.Unlock()
-	select {
-	case <-a.exited:
-	default:
-		_ = a.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-a.exited:
-		case <-time.After(30 * time.Second):
-			_ = a.cmd.Process.Kill()
-		}
-	}
-	a.wg.Wait()
+	_ = a.p.Stop(os.Interrupt, 30*time.Second)
 }
 
 // RSS returns the agent's resident memory in bytes (VmRSS), or 0 once it
 // has exited.
 func (a *Agent) RSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.PID()))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	n, _ := childproc.RSS(a.PID())
+	return n
 }
 
 // WatchRSS samples RSS every 20 ms until the returned func is called,

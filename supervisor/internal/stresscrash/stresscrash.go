@@ -13,7 +13,6 @@
 package stresscrash
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/stokerhq/stoker/supervisor/internal/childproc"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/protocol"
 )
@@ -312,33 +312,27 @@ type supervisor struct {
 	log *AgentLog
 
 	mu       sync.Mutex // guards all below
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	p        *childproc.Proc
 	stopping bool
 	deaths   int
-	wg       sync.WaitGroup
 }
 
+// start starts the agent, unless stop was called: a death that races
+// with stop starts nothing.
 func (s *supervisor) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopping {
+		return nil
+	}
 	cmd := exec.Command(s.cfg.Stoker, "agent")
 	cmd.Env = append(os.Environ(), s.env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	s.cmd, s.exited = cmd, exited
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.log.consume(stderr, s.cfg.AgentLog)
-		_ = cmd.Wait()
-		close(exited)
+	p, err := childproc.Start(cmd, func(line []byte) {
+		if s.cfg.AgentLog != nil {
+			_, _ = s.cfg.AgentLog.Write(append(line, '\n'))
+		}
+		s.log.Line(line)
+	}, func(error) {
 		s.mu.Lock()
 		restart := !s.stopping
 		if restart {
@@ -348,26 +342,24 @@ func (s *supervisor) start() error {
 		if restart {
 			_ = s.start()
 		}
-	}()
+	})
+	if err != nil {
+		return err
+	}
+	s.p = p
 	return nil
 }
 
-// stop sends SIGTERM (a drain) and waits for the process; it may be
+// stop sends SIGINT (a drain) and waits for the process; it may be
 // called more than once.
 func (s *supervisor) stop() {
 	s.mu.Lock()
 	s.stopping = true
-	cmd, exited := s.cmd, s.exited
+	p := s.p
 	s.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-		}
+	if p != nil {
+		_ = p.Stop(os.Interrupt, 30*time.Second)
 	}
-	s.wg.Wait()
 }
 
 func (s *supervisor) crashes() int {
@@ -386,18 +378,6 @@ type AgentLog struct {
 	bySpare map[string]map[time.Time]bool
 	swapped map[string]bool
 	died    int
-}
-
-func (l *AgentLog) consume(r io.Reader, tee io.Writer) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if tee != nil {
-			_, _ = tee.Write(append(line, '\n'))
-		}
-		l.Line(line)
-	}
 }
 
 // Line takes one JSON log line of the agent.
