@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,4 +179,24 @@ func (s *engineStack) waitPlugin(tb testing.TB, name string, cond func(engines.P
 			tb.Fatalf("%s: condition never met: %+v", name, s.agent.Engines().Status())
 		}
 	}
+}
+
+// killMidJob kills the plugin process pid (SIGKILL) while job id runs on
+// it, waits for the job to end and wants it failed retryably, as a crash
+// must be reported. It returns the job's view and when the kill was sent.
+func (s *engineStack) killMidJob(ctx context.Context, tb testing.TB, id string, pid int) (devstudio.JobView, time.Time) {
+	tb.Helper()
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		tb.Fatal(err)
+	}
+	v, err := s.studio.WaitJob(ctx, id, func(v devstudio.JobView) bool { return v.Status.Done() })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if v.Status != devstudio.JobFailed || !v.Retryable {
+		tb.Fatalf("job after SIGKILL: %s retryable=%v %q, want a retryable fail", v.Status, v.Retryable, v.Error)
+	}
+	tb.Logf("killed pid %d: %s", pid, v.Error)
+	return v, killed
 }

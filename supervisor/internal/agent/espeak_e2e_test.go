@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -203,18 +202,7 @@ func TestEspeakPluginKilledMidJob(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the plugin never logged that espeak-ng speaks")
 	}
-	killed := time.Now()
-	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	v, err := s.studio.WaitJob(ctx, id, func(v devstudio.JobView) bool { return v.Status.Done() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v.Status != devstudio.JobFailed || !v.Retryable {
-		t.Fatalf("job after SIGKILL: %s retryable=%v %q, want a retryable fail", v.Status, v.Retryable, v.Error)
-	}
-	t.Logf("killed pid %d: %s", first.Pid, v.Error)
+	_, killed := s.killMidJob(ctx, t, id, first.Pid)
 	// espeak-ng, in the plugin's process group, dies with it.
 	pidfd, err := unix.PidfdOpen(espeakPid, 0)
 	if err == nil {

@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -199,18 +198,7 @@ func TestTinyLaMaPluginKilledMidJob(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the plugin never loaded the model")
 	}
-	killed := time.Now()
-	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	v, err := s.studio.WaitJob(ctx, id, func(v devstudio.JobView) bool { return v.Status.Done() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v.Status != devstudio.JobFailed || !v.Retryable {
-		t.Fatalf("job after SIGKILL: %s retryable=%v %q, want a retryable fail", v.Status, v.Retryable, v.Error)
-	}
-	t.Logf("killed pid %d: %s", first.Pid, v.Error)
+	_, killed := s.killMidJob(ctx, t, id, first.Pid)
 	again := s.waitPlugin(t, "onnx-plugin", func(st engines.PluginStatus) bool {
 		return st.State == engines.StateReady && st.Pid > 0 && st.Pid != first.Pid
 	})
