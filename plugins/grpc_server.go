@@ -25,7 +25,7 @@ type grpcServer struct {
 func (s *grpcServer) Describe(ctx context.Context, _ *enginev1.DescribeRequest) (*enginev1.DescribeResponse, error) {
 	d, err := s.impl.Describe(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "describe: %v", err)
+		return nil, callError("describe", err)
 	}
 	return describeToProto(d), nil
 }
@@ -172,7 +172,7 @@ func (s *grpcServer) ListResident(ctx context.Context, _ *enginev1.ListResidentR
 	}
 	models, err := mm.Resident(ctx)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "resident: %v", err)
+		return nil, callError("resident", err)
 	}
 	return residentToProto(models), nil
 }
@@ -180,10 +180,22 @@ func (s *grpcServer) ListResident(ctx context.Context, _ *enginev1.ListResidentR
 func (s *grpcServer) Unload(ctx context.Context, req *enginev1.UnloadRequest) (*enginev1.UnloadResponse, error) {
 	if mm, ok := s.impl.(ModelManager); ok {
 		if err := mm.Unload(ctx, req.GetModel()); err != nil {
-			return nil, status.Errorf(codes.Internal, "unload %q: %v", req.GetModel(), err)
+			return nil, callError(fmt.Sprintf("unload %q", req.GetModel()), err)
 		}
 	}
 	return &enginev1.UnloadResponse{}, nil
+}
+
+// callError is the status of a failed unary call: the engine's own error as
+// Internal, but a call its context ended (the host's deadline, the host
+// gone) as DeadlineExceeded or Canceled, so the host can tell "you took too
+// long" from "you broke".
+func callError(op string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		st := status.FromContextError(err)
+		return status.Errorf(st.Code(), "%s: %v", op, err)
+	}
+	return status.Errorf(codes.Internal, "%s: %v", op, err)
 }
 
 func errorEvent(e *JobError) *enginev1.RunResponse {

@@ -597,11 +597,17 @@ func firstLines(b []byte, n int) string {
 // boundHit reports whether a call under bounded (a context with a deadline
 // made from parent) ended by that deadline rather than by parent: bounded
 // is done, or err says a deadline passed. The second matters over gRPC: the
-// plugin enforces the deadline it was sent and can answer
-// DeadlineExceeded a moment before bounded's own timer fires.
+// plugin enforces the deadline it was sent and can answer a moment before
+// bounded's own timer fires, with DeadlineExceeded or, from a plugin that
+// wraps every error alike, with anything else: an error that arrives once
+// the deadline has passed counts as the bound's too.
 func boundHit(parent, bounded context.Context, err error) bool {
 	if parent.Err() != nil {
 		return false
 	}
-	return bounded.Err() != nil || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
+	if bounded.Err() != nil || errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+		return true
+	}
+	dl, ok := bounded.Deadline()
+	return err != nil && ok && !time.Now().Before(dl)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,6 +33,8 @@ func TestBoundHit(t *testing.T) {
 		{"the caller cancelled", gone, gone, grpcDeadline, false},
 		{"another error in time", live, pending, errors.New("broken"), false},
 		{"no error in time", live, pending, nil, false},
+		{"any error past the deadline", live, passed{live}, status.Error(codes.Internal, "describe: context deadline exceeded"), true},
+		{"no error past the deadline", live, passed{live}, nil, false},
 	}
 	for _, c := range cases {
 		if got := boundHit(c.parent, c.bounded, c.err); got != c.want {
@@ -39,3 +42,9 @@ func TestBoundHit(t *testing.T) {
 		}
 	}
 }
+
+// passed is a bound whose deadline is behind us but whose timer has not
+// fired yet: what a loaded machine shows for a moment.
+type passed struct{ context.Context }
+
+func (passed) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
