@@ -188,6 +188,10 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 	if cfg.Stderr != nil {
 		stderr = io.MultiWriter(p.tail, cfg.Stderr)
 	}
+	mtls, err := newLaunchTLS()
+	if err != nil {
+		return nil, fmt.Errorf("launch %s: %w", filepath.Base(path), err)
+	}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: pluginSet(nil),
@@ -195,9 +199,11 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 		SkipHostEnv: true,
 		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 			// spec carries the environment go-plugin prepared (the
-			// handshake, the mTLS certificate, the socket dir).
-			env := append(spec.Env, cfg.Env...)
-			proc, err := newProcess(exe, path, cfg.Args, env, cfg.Started)
+			// handshake, the socket dir); the host's certificate is ours
+			// (mtls.go), and the plugin's goes down a descriptor.
+			env := append(append(spec.Env, "PLUGIN_CLIENT_CERT="+string(mtls.clientPEM)), cfg.Env...)
+			proc, err := newProcess(exe, path, cfg.Args, env, mtls.serverPEM, cfg.Started)
+			clear(mtls.serverPEM)
 			if proc != nil && cfg.Stdout != nil {
 				proc.stdout = teeReadCloser{proc.stdout, io.TeeReader(proc.stdout, cfg.Stdout)}
 			}
@@ -205,7 +211,10 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 			return proc, err
 		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
+		// Mutual TLS as AutoMTLS negotiates it, on certificates made
+		// here (mtls.go); a plugin that answers with a certificate of its
+		// own in the handshake line is trusted with that one instead.
+		TLSConfig: mtls.config,
 		// go-plugin raises gRPC's receive limit to 2 GiB; this sets it
 		// back (grpcClient also sets it per call).
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))},

@@ -26,10 +26,18 @@ import (
 // pattern), so crashes and lies need no separate build.
 const envServe = "STOKER_SDK_TEST_SERVE"
 
+// serveAutoMTLS as envServe's value serves as a plugin that makes its own
+// certificate (go-plugin's AutoMTLS) instead of using the host's.
+const serveAutoMTLS = "automtls"
+
 func TestMain(m *testing.M) {
-	if os.Getenv(envServe) != "" {
+	if mode := os.Getenv(envServe); mode != "" {
 		log := plugins.NewLogger("sdktest")
 		log.Info("test plugin starting", "pid", os.Getpid())
+		if mode == serveAutoMTLS {
+			plugins.ServeAutoMTLS(&testEngine{log: log})
+			return
+		}
 		plugins.Serve(&testEngine{log: log})
 		return
 	}

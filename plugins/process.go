@@ -45,6 +45,7 @@ type process struct {
 	stdout  io.ReadCloser
 	stderr  *eofReader
 	stderrW *os.File      // the child's end, closed here once it started
+	tlsR    *os.File      // the child's TLS pair (or nil), closed here once it started
 	exited  chan struct{} // closed once Wait has returned
 	// started, if set, is told the pid as soon as the process exists.
 	started func(pid int)
@@ -57,12 +58,23 @@ var _ runner.Runner = (*process)(nil)
 
 // newProcess prepares the plugin process: the open executable exe (whose
 // name is path) with args and exactly env as its environment, stdin on
-// /dev/null and no descriptor of ours but its stdout and stderr pipes.
-func newProcess(exe *os.File, path string, args []string, env []string, started func(pid int)) (*process, error) {
+// /dev/null and no descriptor of ours but its stdout and stderr pipes, and,
+// when tlsPair is set, a pipe holding it (its descriptor in EnvTLSFD).
+func newProcess(exe *os.File, path string, args []string, env []string, tlsPair []byte, started func(pid int)) (*process, error) {
 	cmd := &exec.Cmd{Path: path, Args: append([]string{path}, args...), Env: env, SysProcAttr: sysProcAttr()}
 	execFile(cmd, exe)
+	var tlsR *os.File
+	if tlsPair != nil {
+		var err error
+		if tlsR, err = pipeWith(tlsPair); err != nil {
+			return nil, fmt.Errorf("pass the TLS pair: %w", err)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, tlsR)
+		cmd.Env = append(cmd.Env, EnvTLSFD+"="+strconv.Itoa(2+len(cmd.ExtraFiles)))
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		closeFile(tlsR)
 		return nil, err
 	}
 	// Not cmd.StderrPipe: Wait closes that pipe as soon as the process is
@@ -71,13 +83,20 @@ func newProcess(exe *os.File, path string, args []string, env []string, started 
 	r, w, err := os.Pipe()
 	if err != nil {
 		stdout.Close()
+		closeFile(tlsR)
 		return nil, err
 	}
 	cmd.Stderr = w
 	return &process{
-		cmd: cmd, path: path, stdout: stdout, stderrW: w, exited: make(chan struct{}), started: started,
+		cmd: cmd, path: path, stdout: stdout, stderrW: w, tlsR: tlsR, exited: make(chan struct{}), started: started,
 		stderr: &eofReader{r: r, done: make(chan struct{})},
 	}, nil
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 func (p *process) Start(context.Context) error {
@@ -86,6 +105,7 @@ func (p *process) Start(context.Context) error {
 	closeInheritedOnExec()
 	err := p.cmd.Start()
 	p.stderrW.Close() // the child holds its own copy
+	closeFile(p.tlsR) // and of this one
 	if err != nil {
 		p.stderr.Close()
 		return err

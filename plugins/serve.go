@@ -1,10 +1,12 @@
 package plugins
 
 import (
+	"crypto/tls"
 	"os"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // EnvLogLevel names the environment variable through which the supervisor
@@ -14,13 +16,36 @@ const EnvLogLevel = "STOKER_PLUGIN_LOG_LEVEL"
 // Serve serves e as an engine plugin over go-plugin's gRPC transport. It is
 // meant to be the last call of a plugin's main: it blocks until the host
 // disconnects or kills the plugin, then exits the process.
-func Serve(e Engine) {
-	plugin.Serve(&plugin.ServeConfig{
+func Serve(e Engine, opts ...ServeOption) {
+	log := NewLogger("plugin")
+	cfg := &plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: pluginSet(e),
 		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           NewLogger("plugin"),
-	})
+		Logger:           log,
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	// The certificate the host made for this process (mtls.go); without
+	// one, go-plugin's AutoMTLS makes it.
+	switch tc, err := serverTLS(); {
+	case err != nil:
+		log.Error("cannot use the host's TLS pair; making a certificate here", "error", err)
+	case tc != nil:
+		cfg.TLSProvider = func() (*tls.Config, error) { return tc, nil }
+	}
+	plugin.Serve(cfg)
+}
+
+// A ServeOption changes how [Serve] serves.
+type ServeOption func(*plugin.ServeConfig)
+
+// WithGRPCServer makes the plugin's gRPC server with newServer, given
+// go-plugin's server options (its TLS credentials among them), instead of
+// grpc.NewServer: for a plugin that needs its own codec or interceptors.
+func WithGRPCServer(newServer func(opts []grpc.ServerOption) *grpc.Server) ServeOption {
+	return func(c *plugin.ServeConfig) { c.GRPCServer = newServer }
 }
 
 // NewLogger returns the logger a plugin should use: hclog writing JSON to

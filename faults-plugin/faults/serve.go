@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -22,16 +21,11 @@ import (
 // verbatim and a stream interceptor that puts the stream's raw sender
 // into the Run context. Everything else is plugins.Serve's.
 func Serve(e *Engine) {
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  plugins.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{plugins.ContractVersion: plugins.PluginMap(e)},
-		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts,
-				grpc.ForceServerCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")}),
-				grpc.StreamInterceptor(rawInterceptor))...)
-		},
-		Logger: plugins.NewLogger("plugin"),
-	})
+	plugins.Serve(e, plugins.WithGRPCServer(func(opts []grpc.ServerOption) *grpc.Server {
+		return grpc.NewServer(append(opts,
+			grpc.ForceServerCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")}),
+			grpc.StreamInterceptor(rawInterceptor))...)
+	}))
 	if startFault(e.env, EnvStart) == "linger" {
 		select {} // lives on after go-plugin's Shutdown: only a kill ends it
 	}
