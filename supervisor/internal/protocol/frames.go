@@ -258,11 +258,14 @@ func decodeAs[T Frame](data []byte) (Frame, error) {
 // count as missing when empty.
 func checkRequired(f Frame, raw []byte) error {
 	missing := func(name string) error { return fmt.Errorf("missing %s", name) }
+	// The frame is parsed once more, as a map, only when a check needs to
+	// know whether a field was there: the frames of every job (offer,
+	// accept, completeJson, the acks) need not.
 	var present map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &present); err != nil {
-		return err
-	}
 	has := func(k string) bool {
+		if present == nil && json.Unmarshal(raw, &present) != nil {
+			return false // raw decoded as the frame already: not reached
+		}
 		v, ok := present[k]
 		return ok && !bytes.Equal(bytes.TrimSpace(v), []byte("null"))
 	}
@@ -307,7 +310,7 @@ func checkRequired(f Frame, raw []byte) error {
 			return missing("retryable")
 		}
 	case LogBatch:
-		if !has("entries") {
+		if v.Entries == nil { // absent or null; [] decodes to an empty slice
 			return missing("entries")
 		}
 	case Welcome:
@@ -318,10 +321,10 @@ func checkRequired(f Frame, raw []byte) error {
 			return missing("serverTime")
 		}
 	case Offer:
-		if !has("claim") {
-			return missing("claim")
-		}
 		if v.Claim.JobID == "" {
+			if !has("claim") {
+				return missing("claim")
+			}
 			return missing("claim.jobId")
 		}
 	case CompleteAck:

@@ -37,7 +37,9 @@ type JobRunner interface {
 	// accept send, with currentJobId set. It must report exactly one
 	// terminal outcome through rep (R5). When RunJob returns, the session
 	// hands the Outcome to Config.JobDone, clears currentJobId and
-	// releases the busy slot.
+	// releases the busy slot. RunJob logs the job's start with the
+	// offer's job, game, asset, model and vram (the spec's §9.5 line; the
+	// session logs only the offers it refuses).
 	// ctx is cancelled when Run's ctx ends, or when [Client.Shutdown]'s
 	// ctx ends before the job did; never when the socket drops: an
 	// in-flight job keeps running (§5.2 step 8). Once ctx is cancelled,

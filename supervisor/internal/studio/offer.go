@@ -17,7 +17,7 @@ import (
 // the socket and starts nothing for an offer it refuses: rejects go through
 // the session's bounded reject queue (R9, see refusals.go). The lines it
 // logs for refused offers are rate-limited; an offer that is run is always
-// logged.
+// logged, by the job runner (see JobRunner.RunJob).
 func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim) {
 	c := s.c
 	if c.offersOff() {
@@ -124,8 +124,9 @@ func (s *session) start(claim *protocol.JobOfferClaim) {
 		s.refuse(claim, "rejecting offer the worker cannot serve", err, err.Error(), rejectCodeOf(err))
 		return
 	}
-	s.log.Info("offer received", "job", clipLog(claim.JobID), "game", clipLog(claim.GameID), "asset", clipLog(claim.AssetName),
-		"model", clipLog(claim.Model), "vram", claim.VramGbEstimate)
+	// The offer's line (§9.5: job, game, asset, model, vram) is the
+	// runner's "job started", written as the job starts: one line per job,
+	// not two at the same moment.
 	c.jobs.Add(1)
 	go c.runJob(c.jobsCtx, s, claim)
 }
@@ -143,15 +144,18 @@ func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOffe
 		return
 	}
 	c.setCurrentJob(claim.JobID)
-	// A heartbeat right after accept reports the job at once (the spec's
-	// transcript does the same) and, once acked, proves the studio has
-	// read the accept: the binary upload, which travels on another
-	// connection, waits for that before it starts (see reporter.Upload).
-	// The heartbeat pump writes it while the job starts.
-	seq := s.beatSoon()
 	rep := c.newReporter(s, claim.JobID, log)
 	rep.release = release
-	rep.acceptSeq = seq
+	// A job with a binary result sends a heartbeat right after accept, as
+	// the spec's transcript does: it reports the job at once and, once
+	// acked, proves the studio has read the accept; the upload, which
+	// travels on another connection, waits for that (reporter.Upload).
+	// The heartbeat pump writes it while the job starts. A JSON result
+	// follows the accept on this socket, so nothing waits for it there
+	// (the transcript's job-402); the next beat reports the job.
+	if claim.Task.Kind.Binary() {
+		rep.acceptSeq = s.beatSoon()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			msg := fmt.Sprintf("job runner panicked: %v", r)

@@ -36,7 +36,8 @@ type reporter struct {
 	// so the studio's next offer (sent as soon as it has the outcome)
 	// finds the worker idle.
 	release func()
-	// acceptSeq is the heartbeat sent right after accept (0: none).
+	// acceptSeq is the heartbeat sent right after accept (0: none yet;
+	// Upload sends one).
 	acceptSeq uint64
 
 	mu       sync.Mutex // serialises terminal reports; guards reported
@@ -157,7 +158,12 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 	if r.reported {
 		return ErrAlreadyReported
 	}
-	if r.acceptSeq > 0 && !r.s.waitAcked(ctx, r.acceptSeq, acceptBarrier) {
+	if r.acceptSeq == 0 {
+		// No heartbeat went out after accept (a kind with a JSON result
+		// that uploads after all): one now is the same proof.
+		r.acceptSeq = r.s.beatSoon()
+	}
+	if !r.s.waitAcked(ctx, r.acceptSeq, acceptBarrier) {
 		r.log.Warn("studio has not acknowledged the heartbeat sent after accept; uploading anyway")
 	}
 	var last *UploadError
