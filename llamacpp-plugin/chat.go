@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stokerhq/stoker/plugins"
 )
@@ -110,7 +111,10 @@ func (e *engine) chat(ctx context.Context, req *plugins.RunRequest, ent *entry, 
 		return err
 	}
 	_ = ev.Progress(uint64(res.tokens), uint64(p.maxTokens), "token")
-	body, err := chatCompletion(req.Model, out, res, len(tokens), e.now().Sub(start).Milliseconds())
+	// Rounded, not truncated: a benchmark that sums elapsed_ms over jobs
+	// of a few milliseconds would otherwise be off by half a millisecond
+	// each.
+	body, err := chatCompletion(req.Model, out, res, len(tokens), e.now().Sub(start).Round(time.Millisecond).Milliseconds())
 	if err != nil {
 		return err
 	}

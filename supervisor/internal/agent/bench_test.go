@@ -23,8 +23,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/stokerhq/stoker/internal/syncbuf"
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/plugins/plugintest"
+	"github.com/stokerhq/stoker/supervisor/internal/childproc"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/synthetic-plugin/synthetic"
 )
@@ -35,31 +37,55 @@ var llmTask = map[string]any{"kind": "llm", "messages": []map[string]string{{"ro
 // through the dev studio, the WebSocket session, the runner, the engine
 // host and a real synthetic plugin process. Compare with
 // BenchmarkSyntheticInProcess, the same engine work called in-process: the
-// difference is the pipeline's own overhead. The dev studio runs in this
-// process too; its own share is measured apart: worker-p50-µs and
+// difference is the pipeline's own overhead. The dev studio and the agent
+// run in this process (BenchmarkPipelineRoundTripProcess puts the agent in
+// its own); the studio's share is measured apart: worker-p50-µs and
 // worker-p99-µs are the worker's part of each job (the offer written to
 // its socket → the outcome read by the studio, JobView.OfferedAt and
 // ReportedAt), studio-p50-µs the rest (submit, dispatch, storing the
 // result, waking the waiter).
 func BenchmarkPipelineRoundTrip(b *testing.B) {
 	s := startStack(b, stackOptions{})
+	benchRoundTrips(b, s.studio)
+}
+
+// BenchmarkPipelineRoundTripProcess is BenchmarkPipelineRoundTrip with the
+// agent as a real `stoker agent` process, with the runtime settings its
+// main gives it, as on a node: the worker's share is then its process's
+// own, beside the dev studio's in this one. BENCH_AGENT_ENV
+// (space-separated NAME=value) adds to the agent's environment, e.g.
+// GOMAXPROCS=1 to compare.
+func BenchmarkPipelineRoundTripProcess(b *testing.B) {
+	srv, _, _ := startDevStudio(b, stackOptions{})
+	startAgentProcess(b, srv, strings.Fields(os.Getenv("BENCH_AGENT_ENV"))...)
+	benchRoundTrips(b, srv)
+}
+
+// benchRoundTrips runs b.N synthetic LLM jobs one after another through
+// srv and reports the round trip's percentiles and the worker's and the
+// studio's shares.
+func benchRoundTrips(b *testing.B, srv *devstudio.Server) {
 	raw, _ := json.Marshal(llmTask)
-	s.submit(b, "synthetic-llm", llmTask) // warm: plugin connection, first offer
-	durs := make([]time.Duration, 0, b.N)
-	worker := make([]time.Duration, 0, b.N)
-	studio := make([]time.Duration, 0, b.N)
 	ctx := context.Background()
-	b.ResetTimer()
-	for b.Loop() {
-		start := time.Now()
-		id, err := s.studio.Submit("synthetic-llm", raw)
+	run := func() devstudio.JobView {
+		id, err := srv.Submit("synthetic-llm", raw)
 		if err != nil {
 			b.Fatal(err)
 		}
-		v, err := s.studio.WaitJob(ctx, id, func(v devstudio.JobView) bool { return v.Status.Done() })
+		v, err := srv.WaitJob(ctx, id, func(v devstudio.JobView) bool { return v.Status.Done() })
 		if err != nil || v.Status != devstudio.JobCompleted {
 			b.Fatalf("job %s: %v %+v", id, err, v)
 		}
+		return v
+	}
+	run() // warm: plugin connection, first offer
+	durs := make([]time.Duration, 0, b.N)
+	worker := make([]time.Duration, 0, b.N)
+	studio := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		v := run()
 		d := time.Since(start)
 		w := v.ReportedAt.Sub(v.OfferedAt)
 		durs, worker, studio = append(durs, d), append(worker, w), append(studio, d-w)
@@ -70,6 +96,63 @@ func BenchmarkPipelineRoundTrip(b *testing.B) {
 	b.ReportMetric(float64(worker[len(worker)/2].Microseconds()), "worker-p50-µs")
 	b.ReportMetric(float64(worker[len(worker)*99/100].Microseconds()), "worker-p99-µs")
 	b.ReportMetric(float64(studio[len(studio)/2].Microseconds()), "studio-p50-µs")
+}
+
+// startAgentProcess runs `stoker agent` against srv with the synthetic
+// plugin, its local API off, until the benchmark ends (then drains it);
+// env adds to its environment. It returns once the agent's session is
+// welcomed.
+func startAgentProcess(b *testing.B, srv *devstudio.Server, env ...string) {
+	b.Helper()
+	pluginDir := b.TempDir()
+	linkPlugin(b, filepath.Join(binDir, "synthetic-plugin"), filepath.Join(pluginDir, "synthetic-plugin"))
+	cmd := exec.Command(buildStoker(b), "agent")
+	cmd.Env = append(os.Environ(),
+		"STOKER_API_BASE_URL="+srv.URL(),
+		"STOKER_STATE_DIR="+b.TempDir(),
+		"STOKER_PLUGIN_DIR="+pluginDir,
+		"STOKER_LISTEN=",
+	)
+	cmd.Env = append(cmd.Env, env...)
+	var tail syncbuf.Buffer
+	cmd.Stdout = &tail
+	p, err := childproc.Start(cmd, func(line []byte) { tail.Write(append(line, '\n')) }, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := p.Stop(os.Interrupt, 30*time.Second); err != nil {
+			b.Errorf("stoker agent: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		ch := srv.Changed()
+		if slices.ContainsFunc(srv.Workers(), func(w devstudio.WorkerView) bool { return w.Connected }) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-p.Done():
+			b.Fatalf("stoker agent exited: %v\n%s", p.Err(), tail.String())
+		case <-ctx.Done():
+			b.Fatalf("stoker agent did not connect:\n%s", tail.String())
+		}
+	}
+}
+
+// buildStoker builds the stoker command into the benchmark's temporary
+// directory and returns its path.
+func buildStoker(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "stoker")
+	build := exec.Command("go", "build", "-o", bin, "github.com/stokerhq/stoker/supervisor/cmd/stoker")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		b.Fatalf("build stoker: %v", err)
+	}
+	return bin
 }
 
 // BenchmarkSyntheticInProcess runs the same synthetic LLM job as
@@ -209,12 +292,7 @@ func sampleHeap(b *testing.B) func() uint64 {
 func startStudioProcess(b *testing.B, catalog string) string {
 	b.Helper()
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "stoker")
-	build := exec.Command("go", "build", "-o", bin, "github.com/stokerhq/stoker/supervisor/cmd/stoker")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		b.Fatalf("build stoker: %v", err)
-	}
+	bin := buildStoker(b)
 	cat := filepath.Join(dir, "catalog.json")
 	if err := os.WriteFile(cat, []byte(catalog), 0o644); err != nil {
 		b.Fatal(err)

@@ -166,6 +166,16 @@ type stackOptions struct {
 // synthetic plugin and the e2e plugin; both stop when the test ends.
 func startStack(tb testing.TB, o stackOptions) *stack {
 	tb.Helper()
+	srv, files, log := startDevStudio(tb, o)
+	a, state, stop := runAgent(tb, srv.URL(), log, append([]string{"STOKER_LISTEN=" + o.listen}, o.env...)...)
+	return &stack{studio: srv, agent: a, files: files, state: state, stop: stop}
+}
+
+// startDevStudio starts the dev studio of a stack on 127.0.0.1:0 until the
+// test ends; it returns the studio, its FilesDir and the logger the stack
+// shares.
+func startDevStudio(tb testing.TB, o stackOptions) (*devstudio.Server, string, hclog.InterceptLogger) {
+	tb.Helper()
 	if o.logOutput == nil {
 		o.logOutput = io.Discard
 	}
@@ -186,9 +196,7 @@ func startStack(tb testing.TB, o stackOptions) *stack {
 	if o.catalog != nil {
 		o.catalog(srv, cat)
 	}
-
-	a, state, stop := runAgent(tb, srv.URL(), log, append([]string{"STOKER_LISTEN=" + o.listen}, o.env...)...)
-	return &stack{studio: srv, agent: a, files: files, state: state, stop: stop}
+	return srv, files, log
 }
 
 // runAgent runs the agent in-process against the studio at studioURL with

@@ -218,6 +218,7 @@ func benchLlamaJobs(b *testing.B, s *engineStack, bin, model string, threads, n 
 	var (
 		tokens, simpleTokens, evalRuns       int
 		wall, pluginTime, simpleLoop, simEva time.Duration
+		workerTime                           time.Duration
 		durs                                 = make([]time.Duration, 0, b.N)
 	)
 	for b.Loop() {
@@ -237,6 +238,7 @@ func benchLlamaJobs(b *testing.B, s *engineStack, bin, model string, threads, n 
 		}
 		durs = append(durs, d)
 		wall += d
+		workerTime += v.ReportedAt.Sub(v.OfferedAt)
 		tokens += res.Usage.CompletionTokens
 		pluginTime += time.Duration(res.ElapsedMs) * time.Millisecond
 		simpleTokens += sr.decoded
@@ -249,7 +251,15 @@ func benchLlamaJobs(b *testing.B, s *engineStack, bin, model string, threads, n 
 	simpleRate := float64(simpleTokens) / simpleLoop.Seconds()
 	b.ReportMetric(rate, "tok/s")
 	b.ReportMetric(float64(tokens)/pluginTime.Seconds(), "plugin-tok/s")
+	// overhead-ms, the pipeline's time per job beside the plugin's own
+	// elapsed_ms (rounded to the millisecond, so right on average over
+	// many jobs), is the dev studio's share (submit to offer written,
+	// outcome read to the waiter woken: studio-ms) and the worker's
+	// (worker-ms − plugin time: the session, the runner, the host, the two
+	// gRPC legs and what the plugin does before and after its chat()).
 	b.ReportMetric((wall-pluginTime).Seconds()*1000/jobs, "overhead-ms")
+	b.ReportMetric((wall-workerTime).Seconds()*1000/jobs, "studio-ms")
+	b.ReportMetric((workerTime-pluginTime).Seconds()*1000/jobs, "worker-overhead-ms")
 	b.ReportMetric(simpleRate, "llama-simple-tok/s")
 	b.ReportMetric(float64(evalRuns)/simEva.Seconds(), "llama-eval-tok/s")
 	b.ReportMetric(rate/simpleRate, "ratio")
