@@ -217,7 +217,8 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 		TLSConfig: mtls.config,
 		// go-plugin raises gRPC's receive limit to 2 GiB; this sets it
 		// back (grpcClient also sets it per call).
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))},
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
+			grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes)},
 		Logger:          p.log,
 		Stderr:          stderr,
 		StartTimeout:    cfg.StartTimeout,

@@ -27,6 +27,10 @@ func Serve(e Engine, opts ...ServeOption) {
 	for _, o := range opts {
 		o(cfg)
 	}
+	newServer := cfg.GRPCServer
+	cfg.GRPCServer = func(o []grpc.ServerOption) *grpc.Server {
+		return newServer(append(o, grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes)))
+	}
 	// The certificate the host made for this process (mtls.go); without
 	// one, go-plugin's AutoMTLS makes it.
 	switch tc, err := serverTLS(); {
@@ -37,6 +41,16 @@ func Serve(e Engine, opts ...ServeOption) {
 	}
 	plugin.Serve(cfg)
 }
+
+// windowBytes is the HTTP/2 flow-control window of the host's connection
+// to a plugin, per stream and for the connection, on both ends. A window
+// set by hand turns off gRPC's bandwidth estimator, which otherwise answers
+// nearly every message it receives with a PING of its own: on a socket
+// between two processes of one machine that is one more frame, write and
+// wake-up each way per job (BenchmarkPluginRoundTrip: 144–172 → 115–131 µs
+// p50). 1 MiB is two output chunks in flight, which keeps a 64 MiB result
+// as fast as the estimator's window did and the host's heap smaller.
+const windowBytes = 1 << 20
 
 // A ServeOption changes how [Serve] serves.
 type ServeOption func(*plugin.ServeConfig)
