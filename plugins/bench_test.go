@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -18,7 +19,12 @@ import (
 // BenchmarkPluginRoundTrip is one small job's round trip between the host
 // and a launched plugin process (the test binary), with no studio and no
 // runner: the transport's own cost per job, what the Jobs stream is for.
+// This process, the host, runs on one processor as `stoker agent` does
+// unless GOMAXPROCS is set (the plugin does by itself: plugins.Serve).
 func BenchmarkPluginRoundTrip(b *testing.B) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	}
 	p := launch(b, nil)
 	ctx := context.Background()
 	req := llm("bench")

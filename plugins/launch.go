@@ -219,9 +219,9 @@ func Launch(cfg LaunchConfig) (*Plugin, error) {
 		// back (grpcClient also sets it per call).
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
 			grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes)},
-		Logger:          p.log,
-		Stderr:          stderr,
-		StartTimeout:    cfg.StartTimeout,
+		Logger:       p.log,
+		Stderr:       stderr,
+		StartTimeout: cfg.StartTimeout,
 		// The supervisor owns plugin lifetimes; go-plugin's process-global
 		// cleanup list is not used.
 		Managed: false,

@@ -3,6 +3,7 @@ package plugins
 import (
 	"crypto/tls"
 	"os"
+	"runtime"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -17,6 +18,7 @@ const EnvLogLevel = "STOKER_PLUGIN_LOG_LEVEL"
 // meant to be the last call of a plugin's main: it blocks until the host
 // disconnects or kills the plugin, then exits the process.
 func Serve(e Engine, opts ...ServeOption) {
+	oneProc()
 	log := NewLogger("plugin")
 	cfg := &plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
@@ -51,6 +53,23 @@ func Serve(e Engine, opts ...ServeOption) {
 // p50). 1 MiB is two output chunks in flight, which keeps a 64 MiB result
 // as fast as the estimator's window did and the host's heap smaller.
 const windowBytes = 1 << 20
+
+// oneProc runs the plugin's Go code on one processor unless its
+// environment sets GOMAXPROCS. A plugin's Go side moves messages between
+// the host and the engine; the engine computes on threads of its own
+// (ggml's and ONNX Runtime's pools, OpenMP), which GOMAXPROCS does not
+// bound, and a goroutine inside a C call gives its processor up. With
+// more than one, each hand-off between goroutines (the gRPC reader, the
+// job worker, the writer) can wake another OS thread, a futex call and
+// often a sleeping CPU: BenchmarkPluginRoundTrip 124 → 86 µs p50 on
+// 2 CPUs, and fewer Go threads beside the engine's when it runs on every
+// CPU. A plugin that computes in Go on several goroutines sets GOMAXPROCS
+// (the agent passes it on).
+func oneProc() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+}
 
 // A ServeOption changes how [Serve] serves.
 type ServeOption func(*plugin.ServeConfig)

@@ -2,10 +2,14 @@
 # bench.sh measures the supervisor's figures the foundation promises:
 #   - the pipeline's own overhead: a job round trip through the dev studio,
 #     the session, the runner and a real synthetic plugin process, beside the
-#     same synthetic engine called in-process; the worker's share (offer
+#     same synthetic engine called in-process, with the agent in the
+#     benchmark's process and as a `stoker agent` process of its own
+#     (BenchmarkPipelineRoundTripProcess); the worker's share (offer
 #     written → outcome read, worker-p50-µs) apart from the dev studio's own
 #     (studio-p50-µs); and one job between the host and a launched plugin
 #     alone (BenchmarkPluginRoundTrip, the job stream's cost);
+#   - one plugin launch, handshake and Describe (BenchmarkPluginLaunch: what a
+#     relaunch or a warm spare waits for), with and without a pin;
 #   - a 64 MiB output streamed through the pipeline (time, peak heap) beside
 #     a plain multipart upload of the same bytes over loopback;
 #   - the idle agent's resident memory with the synthetic plugin loaded.
@@ -18,6 +22,9 @@ command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 echo "== pipeline overhead (p50/p99 per job)"
 go test -run '^$' -bench 'PipelineRoundTrip|SyntheticInProcess' -benchtime "${BENCH_JOBS:-2000}x" ./supervisor/internal/agent/ | grep Benchmark
 go test -run '^$' -bench 'PluginRoundTrip' -benchtime "${BENCH_JOBS:-2000}x" ./plugins/ | grep Benchmark
+
+echo "== plugin launch (a relaunch or a warm spare)"
+go test -run '^$' -bench 'PluginLaunch' -benchtime "${BENCH_LAUNCHES:-30}x" ./plugins/ | grep Benchmark
 
 echo "== 64 MiB output"
 go test -run '^$' -bench 'LargeOutput|PlainMultipartUpload' -benchtime 10x ./supervisor/internal/agent/ | grep Benchmark

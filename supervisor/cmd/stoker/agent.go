@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -20,6 +21,16 @@ import (
 	"github.com/stokerhq/stoker/supervisor/internal/registration"
 	"github.com/stokerhq/stoker/supervisor/internal/secret"
 )
+
+// agentProcs is the agent's GOMAXPROCS unless the environment sets one.
+// The agent waits on sockets: the studio's, its plugins', downloads and
+// uploads, each a goroutine that reads, hands on and waits again. On one
+// processor those hand-offs stay on one OS thread; with more, each can wake
+// another thread and a sleeping CPU (a futex call, on a VM an interrupt
+// between CPUs), which costs more than the work handed on, and the spare
+// threads spin on CPUs the engines want. The plugins' SDK does the same
+// (plugins.Serve). Measured in docs/architecture.md, "Speed".
+const agentProcs = 1
 
 func runAgent(ctx context.Context, args []string, sio stdio) error {
 	fs := newFlagSet("agent", "", "Runs the worker against the studio of api_base_url (with -dev: against a dev studio on this machine).")
@@ -40,6 +51,9 @@ func runAgent(ctx context.Context, args []string, sio stdio) error {
 	cfg, _, err := cf.load()
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(agentProcs)
 	}
 	log := newLogger(cfg, sio.err)
 	if msg := ignoredEnvMessage(ignoredEnv(os.Environ(), cfg)); msg != "" {

@@ -43,8 +43,13 @@ var llmTask = map[string]any{"kind": "llm", "messages": []map[string]string{{"ro
 // worker-p99-µs are the worker's part of each job (the offer written to
 // its socket → the outcome read by the studio, JobView.OfferedAt and
 // ReportedAt), studio-p50-µs the rest (submit, dispatch, storing the
-// result, waking the waiter).
+// result, waking the waiter). The process runs on one processor, as
+// `stoker agent` does (agentProcs in supervisor/cmd/stoker) unless
+// GOMAXPROCS is set, so the dev studio shares it here.
 func BenchmarkPipelineRoundTrip(b *testing.B) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	}
 	s := startStack(b, stackOptions{})
 	benchRoundTrips(b, s.studio)
 }

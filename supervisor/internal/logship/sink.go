@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,7 +88,10 @@ func (s *Sink) Accept(name string, level hclog.Level, msg string, args ...interf
 		b.WriteString(msg)
 	}
 	for i := 0; i < len(args); i += 2 {
-		key := fmt.Sprint(args[i])
+		key, ok := args[i].(string)
+		if !ok {
+			key = fmt.Sprint(args[i])
+		}
 		if i+1 >= len(args) {
 			// hclog's own convention for a dangling value.
 			fmt.Fprintf(&b, " EXTRA_VALUE_AT_END=%s", formatValue("", args[i]))
@@ -104,7 +108,10 @@ func (s *Sink) Accept(name string, level hclog.Level, msg string, args ...interf
 			e.JobID = cut(fmt.Sprint(val), maxFieldBytes)
 			continue
 		}
-		fmt.Fprintf(&b, " %s=%s", key, formatValue(key, val))
+		b.WriteByte(' ')
+		b.WriteString(key)
+		b.WriteByte('=')
+		b.WriteString(formatValue(key, val))
 	}
 	e.Message = b.String()
 	s.queue.Push(e)
@@ -150,6 +157,17 @@ func formatValue(key string, v interface{}) string {
 	}
 	var s string
 	switch x := v.(type) {
+	// The common values first, without fmt: every job logs a few lines.
+	case string:
+		s = x
+	case int:
+		s = strconv.Itoa(x)
+	case int64:
+		s = strconv.FormatInt(x, 10)
+	case uint64:
+		s = strconv.FormatUint(x, 10)
+	case bool:
+		s = strconv.FormatBool(x)
 	case http.Header:
 		s = fmt.Sprint(redactHeader(x))
 	case hclog.Format:
@@ -176,7 +194,7 @@ func formatValue(key string, v interface{}) string {
 		s = cut(s, MaxMessageBytes) + fmt.Sprintf("…(%d bytes)", len(s))
 	}
 	if s == "" || strings.ContainsAny(s, " \t\n\"=") {
-		return fmt.Sprintf("%q", s)
+		return strconv.Quote(s)
 	}
 	return s
 }
