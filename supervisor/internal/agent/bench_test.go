@@ -198,8 +198,13 @@ func BenchmarkLargeOutput(b *testing.B) {
 	runAgent(b, studioURL, hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: "stoker", Level: hclog.Info, Output: io.Discard}), "STOKER_LISTEN=")
 	const side = 8192
 	task := `{"model":"e2e-blob","task":{"kind":"image","prompt":"blob-seed","width":8192,"height":8192}}`
-	// As stoker's main does (gcPercent in supervisor/cmd/stoker).
+	// As stoker agent's main does (gcPercent and agentProcs in
+	// supervisor/cmd/stoker); the plain upload it is set beside runs as
+	// any Go program does.
 	defer debug.SetGCPercent(debug.SetGCPercent(50))
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	}
 	submitHTTP(b, studioURL, task) // warm
 	runtime.GC()
 	live := heapObjects()
