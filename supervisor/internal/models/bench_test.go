@@ -78,3 +78,27 @@ func BenchmarkFetch(b *testing.B) {
 	plain("io.Copy+sha256", true, false)
 	plain("io.Copy+sha256+fsync", true, true)
 }
+
+// BenchmarkAcquirePresent is what every job pays for a model file already
+// in the store: the checks, the shared lock, the access time, the eviction
+// pass, the release.
+func BenchmarkAcquirePresent(b *testing.B) {
+	const size = 1 << 20
+	data := randomBytes(size, 7)
+	o := newOrigin(b)
+	o.serveBytes("/m.gguf", data)
+	cfg := testConfig(b)
+	cfg.MaxBytes = 1 << 30
+	s := openStore(b, cfg)
+	f := File{URL: o.URL + "/m.gguf", Filename: "m.gguf", ApproxBytes: size, SHA256: sha(data)}
+	if _, err := s.Fetch(context.Background(), "bench", []File{f}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		_, lease, err := s.Acquire(context.Background(), "bench", []File{f})
+		if err != nil {
+			b.Fatal(err)
+		}
+		lease.Release()
+	}
+}
