@@ -258,6 +258,11 @@ type serverEvents struct {
 
 	sendMu sync.Mutex  // held across each send of this job's events
 	done   atomic.Bool // set (under sendMu) before the terminal event
+	// held is the result, kept (under sendMu) until the next event or the
+	// end of the run: the result and the terminal event then leave
+	// together, one write and one wake-up of the host where there were
+	// two or three (the pending progress between them).
+	held *enginev1.RunResponse
 
 	mu sync.Mutex // guards the fields below
 	// err is the first send that failed: the host is gone.
@@ -290,8 +295,19 @@ func (e *serverEvents) send(r *enginev1.RunResponse) error {
 	return e.sendLocked(r)
 }
 
-// sendLocked sends r; e.sendMu is held.
+// sendLocked sends the held result, if any, then r; e.sendMu is held.
 func (e *serverEvents) sendLocked(r *enginev1.RunResponse) error {
+	if h := e.held; h != nil {
+		e.held = nil
+		if err := e.sendOneLocked(h); err != nil {
+			return err
+		}
+	}
+	return e.sendOneLocked(r)
+}
+
+// sendOneLocked sends r; e.sendMu is held.
+func (e *serverEvents) sendOneLocked(r *enginev1.RunResponse) error {
 	if err := e.sink.send(e.job, r); err != nil {
 		err = fmt.Errorf("send event: %w", err)
 		e.mu.Lock()
@@ -409,7 +425,22 @@ func (e *serverEvents) Result(json []byte) error {
 	if len(json) > MaxResultBytes {
 		return Errorf(ErrBadInput, "the JSON result is %d bytes, over the limit of %d bytes on a result", len(json), MaxResultBytes)
 	}
-	return e.send(&enginev1.RunResponse{Event: &enginev1.RunResponse_Result{Result: &enginev1.JsonResult{Json: json}}})
+	r := &enginev1.RunResponse{Event: &enginev1.RunResponse_Result{Result: &enginev1.JsonResult{Json: json}}}
+	e.sendMu.Lock()
+	defer e.sendMu.Unlock()
+	if e.done.Load() {
+		return errRunOver
+	}
+	if e.held != nil {
+		// A second result: both go, in order, and the host judges.
+		return e.sendLocked(r)
+	}
+	// Held until the next event or the run's end (see held); an error
+	// from an earlier send still says the host is gone.
+	e.held = r
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
 }
 
 // Text sends a piece of an llm answer when the host asked for it (see
