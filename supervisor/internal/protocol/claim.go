@@ -70,21 +70,27 @@ func (c *JobOfferClaim) Validate() error {
 // object or jobId cannot be read; any other problem is kept for Validate.
 func (c *JobOfferClaim) UnmarshalJSON(b []byte) error {
 	type plain JobOfferClaim
-	var p plain
+	// gameId and assetName again, as pointers, to tell absent or null from
+	// "" in the same pass: these fields shadow plain's.
+	var p struct {
+		plain
+		GameID    *string `json:"gameId"`
+		AssetName *string `json:"assetName"`
+	}
 	err := json.Unmarshal(b, &p)
 	if err == nil {
-		*c = JobOfferClaim(p)
-		var present struct {
-			GameID    *string `json:"gameId"`
-			AssetName *string `json:"assetName"`
+		*c = JobOfferClaim(p.plain)
+		if p.GameID != nil {
+			c.GameID = *p.GameID
 		}
-		if json.Unmarshal(b, &present) == nil {
-			switch {
-			case present.GameID == nil:
-				c.absent = "gameId"
-			case present.AssetName == nil:
-				c.absent = "assetName"
-			}
+		if p.AssetName != nil {
+			c.AssetName = *p.AssetName
+		}
+		switch {
+		case p.GameID == nil:
+			c.absent = "gameId"
+		case p.AssetName == nil:
+			c.absent = "assetName"
 		}
 		return nil
 	}

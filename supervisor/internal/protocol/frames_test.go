@@ -347,3 +347,15 @@ func TestHelloRedactsToken(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeOffer decodes a small llm offer, as the worker does for
+// every job.
+func BenchmarkDecodeOffer(b *testing.B) {
+	frame := []byte(`{"type":"offer","claim":{"jobId":"job-123456","gameId":"g-1","assetName":"hero.png","model":"synthetic-llm","task":{"kind":"llm","messages":[{"role":"user","content":"Say hello to the farm"}],"maxTokens":16},"modelSource":{"engine":"synthetic","files":[],"cliDefaults":{"cfgScale":1,"steps":1,"width":1,"height":1}},"vramGbEstimate":0}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
