@@ -182,6 +182,16 @@ def main():
     if not client_cert:
         log("error", "no PLUGIN_CLIENT_CERT: the host must use AutoMTLS")
         sys.exit(1)
+    # The host also made a certificate and key for this process, on the
+    # descriptor STOKER_PLUGIN_TLS_FD names (docs/plugin-authors.md, the
+    # wire). This example makes its own, AutoMTLS's way, to show that way;
+    # it closes the descriptor so that nothing it starts inherits it.
+    tls_fd = os.environ.pop("STOKER_PLUGIN_TLS_FD", "")
+    if tls_fd.isdigit() and int(tls_fd) > 2:
+        try:
+            os.close(int(tls_fd))
+        except OSError:
+            pass
 
     from concurrent import futures
 
