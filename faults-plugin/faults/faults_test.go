@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/stokerhq/stoker/faults-plugin/faults"
+	"github.com/stokerhq/stoker/internal/cgrouptest"
 	"github.com/stokerhq/stoker/plugins"
 	"github.com/stokerhq/stoker/plugins/plugintest"
 )
@@ -179,46 +179,11 @@ func TestKernelOOM(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a memory cgroup; runs in CI as root")
 	}
-	cg := makeMemoryCgroup(t, 64<<20)
+	cg := cgrouptest.Memory(t, "stoker-faults", 64<<20)
 	je := plugintest.ExpectCrash(t, pluginPath, llm("oom-kernel"), faults.EnvCgroup+"="+cg)
 	if je.Kind != plugins.ErrOutOfMemory || je.Signal != "SIGKILL" || !strings.Contains(je.Message, "OOM killer") {
 		t.Errorf("got %s %q: %v; want the kernel's OOM kill", je.Kind, je.Signal, je)
 	}
-}
-
-// makeMemoryCgroup makes a child of the test's memory cgroup (v1) limited
-// to limit bytes and removes it when the test ends.
-func makeMemoryCgroup(t *testing.T, limit int) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var base string
-	for _, line := range strings.Split(string(b), "\n") {
-		if _, rest, ok := strings.Cut(line, ":memory:"); ok {
-			base = filepath.Join("/sys/fs/cgroup/memory", rest)
-		}
-	}
-	if base == "" {
-		t.Fatalf("no v1 memory cgroup in /proc/self/cgroup:\n%s", b)
-	}
-	dir := filepath.Join(base, "stoker-faults-"+strconv.Itoa(os.Getpid()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatalf("make memory cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		// Every process in it is dead by now (ExpectCrash waited).
-		if err := os.Remove(dir); err != nil {
-			t.Errorf("remove cgroup %s: %v", dir, err)
-		}
-	})
-	for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(strconv.Itoa(limit)), 0); err != nil && f == "memory.limit_in_bytes" {
-			t.Fatalf("limit cgroup: %v", err)
-		}
-	}
-	return dir
 }
 
 func TestStdoutGarbageMidJobIsHarmless(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stokerhq/stoker/faults-plugin/faults"
+	"github.com/stokerhq/stoker/internal/cgrouptest"
 	"github.com/stokerhq/stoker/supervisor/internal/devstudio"
 	"github.com/stokerhq/stoker/supervisor/internal/engines"
 )
@@ -86,7 +87,7 @@ func TestKernelOOMEndToEnd(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make a memory cgroup; CI runs as root")
 	}
-	cg := makeMemoryCgroup(t, 64<<20)
+	cg := cgrouptest.Memory(t, "stoker-agent-test", 64<<20)
 	t.Setenv(faults.EnvCgroup, cg) // every faults-plugin launch joins it
 	s := startCrashStack(t, crashOptions{})
 	v := s.run(t, "faults-llm", "oom-kernel")
@@ -97,39 +98,6 @@ func TestKernelOOMEndToEnd(t *testing.T) {
 	if v := s.run(t, "faults-llm", "ok"); v.Status != devstudio.JobCompleted {
 		t.Errorf("next job: %s %q", v.Status, v.Error)
 	}
-}
-
-// makeMemoryCgroup makes a v1 memory cgroup under the test's own, limited
-// to limit bytes, removed when the test ends (after the stack stopped).
-func makeMemoryCgroup(t *testing.T, limit int) string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var base string
-	for _, line := range strings.Split(string(b), "\n") {
-		if _, rest, ok := strings.Cut(line, ":memory:"); ok {
-			base = filepath.Join("/sys/fs/cgroup/memory", rest)
-		}
-	}
-	if base == "" {
-		t.Fatalf("no v1 memory cgroup in /proc/self/cgroup:\n%s", b)
-	}
-	dir := filepath.Join(base, "stoker-agent-test-"+strconv.Itoa(os.Getpid()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatalf("make memory cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := os.Remove(dir); err != nil {
-			t.Errorf("remove cgroup %s: %v", dir, err)
-		}
-	})
-	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(limit)), 0); err != nil {
-		t.Fatalf("limit cgroup: %v", err)
-	}
-	_ = os.WriteFile(filepath.Join(dir, "memory.memsw.limit_in_bytes"), []byte(strconv.Itoa(limit)), 0)
-	return dir
 }
 
 // TestPoisonJob: a job that brings down two plugin instances here fails
