@@ -105,8 +105,7 @@ type speechRequest struct {
 
 func (h *Handlers) speech(w http.ResponseWriter, r *http.Request) {
 	var req speechRequest
-	if err := jobhttp.DecodeJSON(w, r, &req, MaxJSONBytes, false); err != nil {
-		badRequest(w, err.Error())
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.Model == "" || req.Input == "" {

@@ -143,8 +143,7 @@ type completion struct {
 
 func (h *Handlers) chat(w http.ResponseWriter, r *http.Request) {
 	var req chatRequest
-	if err := jobhttp.DecodeJSON(w, r, &req, MaxJSONBytes, false); err != nil {
-		badRequest(w, err.Error())
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.Model == "" {

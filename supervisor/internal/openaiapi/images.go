@@ -58,8 +58,7 @@ func (req *imageRequest) imageTask() (protocol.Task, error) {
 
 func (h *Handlers) generateImage(w http.ResponseWriter, r *http.Request) {
 	var req imageRequest
-	if err := jobhttp.DecodeJSON(w, r, &req, MaxJSONBytes, false); err != nil {
-		badRequest(w, err.Error())
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if req.Model == "" {

@@ -114,6 +114,17 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	jobhttp.WriteJSON(w, status, map[string]apiError{"error": e})
 }
 
+// decodeBody reads a JSON request body into v: at most MaxJSONBytes, and
+// fields this API does not know are ignored (clients send user, logprobs
+// and the like). It reports whether it did; if not, it has answered 400.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := jobhttp.DecodeJSON(w, r, v, MaxJSONBytes, false); err != nil {
+		badRequest(w, err.Error())
+		return false
+	}
+	return true
+}
+
 // badRequest answers a 400 for the client's mistake.
 func badRequest(w http.ResponseWriter, msg string) {
 	writeError(w, http.StatusBadRequest, "invalid_request", msg)
