@@ -1,7 +1,6 @@
 package plugins
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -171,7 +170,7 @@ func pipeWith(b []byte) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = io.Copy(w, bytes.NewReader(b))
+	_, err = w.Write(b)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
