@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stokerhq/stoker/internal/syncbuf"
 	"github.com/stokerhq/stoker/supervisor/internal/fleet"
 )
 
@@ -206,7 +207,7 @@ func TestPrometheusScrapesAnAgent(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	stoker, pluginDir := buildStoker(t, filepath.Join(dir, "bin"))
-	var agentLog syncBuffer
+	var agentLog syncbuf.Buffer
 	f, err := fleet.Start(ctx, fleet.Config{Stoker: stoker, PluginDir: pluginDir, Agents: 1, WorkDir: filepath.Join(dir, "fleet"), Log: &agentLog})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, agentLog.String())
@@ -472,24 +473,6 @@ func metricNames(expr string) []string {
 		}
 	}
 	return out
-}
-
-// syncBuffer is a strings.Builder for several writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestMetricNames(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stokerhq/stoker/internal/syncbuf"
 )
 
 // imageUID is the image's stoker user (scripts/image.sh).
@@ -31,7 +33,7 @@ func TestImage(t *testing.T) {
 	}
 	tarball := releaseTarball(t)
 	cmd := exec.Command("bash", "../../../scripts/image.sh", tarball)
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
 	if err != nil {
@@ -81,7 +83,7 @@ func TestImage(t *testing.T) {
 		args := append([]string{"run", "--rm", "--name", name, "--network", "host", "-v", state + ":/var/lib/stoker"}, podmanRun...)
 		args = append(args, "-e", "STOKER_API_BASE_URL="+studioURL+"/", "-e", "STOKER_LISTEN="+apiAddr, "-e", "STOKER_FETCH_ALLOW=127.0.0.0/8", ref)
 		c := exec.Command("podman", args...)
-		var log lockedBuffer
+		var log syncbuf.Buffer
 		c.Stdout, c.Stderr = &log, &log
 		if err := c.Start(); err != nil {
 			t.Fatal(err)

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stokerhq/stoker/internal/syncbuf"
 )
 
 // testUser runs the release when the test runs as root.
@@ -298,24 +300,6 @@ func (r runAs) command(ctx context.Context, exe string, args ...string) *exec.Cm
 	return cmd
 }
 
-// lockedBuffer collects a process's output for the failure message.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func serveTinyLlama(t *testing.T, base, dir string) {
 	r := unprivileged(t)
 	stoker := filepath.Join(dir, "bin", "stoker")
@@ -363,7 +347,7 @@ func serveTinyLlama(t *testing.T, base, dir string) {
 	}
 
 	studioURL := startStudio(t, ctx, r, stoker, studioAddr, studioDir)
-	var agentLog lockedBuffer
+	var agentLog syncbuf.Buffer
 	agentCmd := r.command(ctx, stoker, "agent", "-config", config)
 	agentCmd.Stdout, agentCmd.Stderr = &agentLog, &agentLog
 	if err := agentCmd.Start(); err != nil {
@@ -426,7 +410,7 @@ func serveTinyLlama(t *testing.T, base, dir string) {
 // dev models in dir, auto-approving; it stops when the test ends. It
 // returns the studio's URL once its catalog holds tiny-llama.
 func startStudio(t *testing.T, ctx context.Context, r runAs, stoker, addr, dir string) string {
-	var studioLog lockedBuffer
+	var studioLog syncbuf.Buffer
 	studio := r.command(ctx, stoker, "studio", "-listen", addr, "-auto-approve", "-dir", dir)
 	studio.Stdout, studio.Stderr = &studioLog, &studioLog
 	if err := studio.Start(); err != nil {
