@@ -214,37 +214,37 @@ func (m *ModelSource) Validate() error {
 // or null, as the reference decoder does.
 func (d *ModelCliDefaults) UnmarshalJSON(b []byte) error {
 	type plain ModelCliDefaults
-	var req struct {
+	// The four again, as pointers, to tell absent or null from 0 in the
+	// same pass: these fields shadow plain's.
+	var w struct {
+		plain
 		CfgScale *float32 `json:"cfgScale"`
 		Steps    *uint32  `json:"steps"`
 		Width    *uint32  `json:"width"`
 		Height   *uint32  `json:"height"`
 	}
-	if err := json.Unmarshal(b, &req); err != nil {
+	if err := json.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("cliDefaults: %w", err)
 	}
 	var missing []string
-	if req.CfgScale == nil {
+	if w.CfgScale == nil {
 		missing = append(missing, "cfgScale")
 	}
-	if req.Steps == nil {
+	if w.Steps == nil {
 		missing = append(missing, "steps")
 	}
-	if req.Width == nil {
+	if w.Width == nil {
 		missing = append(missing, "width")
 	}
-	if req.Height == nil {
+	if w.Height == nil {
 		missing = append(missing, "height")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("cliDefaults: missing %s", strings.Join(missing, ", "))
 	}
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return fmt.Errorf("cliDefaults: %w", err)
-	}
-	compactRaw(&p.ChatTemplateKwargs)
-	*d = ModelCliDefaults(p)
+	w.plain.CfgScale, w.plain.Steps, w.plain.Width, w.plain.Height = *w.CfgScale, *w.Steps, *w.Width, *w.Height
+	compactRaw(&w.ChatTemplateKwargs)
+	*d = ModelCliDefaults(w.plain)
 	return nil
 }
 

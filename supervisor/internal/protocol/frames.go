@@ -191,16 +191,19 @@ func Decode(data []byte) (Frame, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("protocol: %w: not a JSON object", ErrMalformed)
 	}
-	var head struct {
-		Type *string `json:"type"`
+	typ, ok := peekString(trimmed, "type")
+	if !ok {
+		var head struct {
+			Type *string `json:"type"`
+		}
+		if err := json.Unmarshal(trimmed, &head); err != nil {
+			return nil, fmt.Errorf("protocol: %w: %v", ErrMalformed, err)
+		}
+		if head.Type == nil {
+			return nil, fmt.Errorf("protocol: %w: missing type", ErrMalformed)
+		}
+		typ = *head.Type
 	}
-	if err := json.Unmarshal(trimmed, &head); err != nil {
-		return nil, fmt.Errorf("protocol: %w: %v", ErrMalformed, err)
-	}
-	if head.Type == nil {
-		return nil, fmt.Errorf("protocol: %w: missing type", ErrMalformed)
-	}
-	typ := *head.Type
 	var (
 		f   Frame
 		err error
@@ -235,6 +238,9 @@ func Decode(data []byte) (Frame, error) {
 	case TypeError:
 		f, err = decodeAs[Error](trimmed)
 	default:
+		if ok && !json.Valid(trimmed) { // peeked, never parsed
+			return nil, fmt.Errorf("protocol: %w: %v", ErrMalformed, json.Unmarshal(trimmed, new(struct{})))
+		}
 		return nil, fmt.Errorf("protocol: %w %q", ErrUnknownFrame, typ)
 	}
 	if err != nil {

@@ -312,41 +312,23 @@ func (t Task) Validate() error {
 	return nil
 }
 
-// absentRequired says which required string parameter of a task of kind k
-// the JSON object b lacks or has as null ("missing prompt"), or "".
-func absentRequired(k TaskKind, b []byte) string {
-	var p struct {
-		Prompt   *string `json:"prompt"`
-		Text     *string `json:"text"`
-		InputURL *string `json:"inputUrl"`
-		Messages []struct {
-			Role *string `json:"role"`
-		} `json:"messages"`
+// required sets *dst to *v, or says that the field name is missing when v
+// is nil: the wire structs below decode a required string as a pointer
+// beside the params' own field, so absent (or null) and "" differ in the
+// same pass that reads everything else.
+func required(dst, v *string, name string) string {
+	if v == nil {
+		return "missing " + name
 	}
-	if json.Unmarshal(b, &p) != nil {
-		return "" // the typed decode reports the problem
-	}
-	switch k {
-	case KindImage, KindVideo:
-		if p.Prompt == nil {
-			return "missing prompt"
-		}
-	case KindAudioTTS:
-		if p.Text == nil {
-			return "missing text"
-		}
-	case KindAudioSTT:
-		if p.InputURL == nil {
-			return "missing inputUrl"
-		}
-	case KindLLM:
-		for i, m := range p.Messages {
-			if m.Role == nil {
-				return fmt.Sprintf("messages[%d]: missing role", i)
-			}
-		}
-	}
+	*dst = *v
 	return ""
+}
+
+// wireMessage is a Message as decoded, its role a pointer to tell absent
+// from "" (it shadows Message's own).
+type wireMessage struct {
+	Message
+	Role *string `json:"role"`
 }
 
 // MarshalJSON writes {"kind": …} followed by the kind's parameters.
@@ -381,24 +363,47 @@ func (t Task) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads a kind-tagged task. A missing kind is an error; an
 // unknown kind is not (see [Task]).
 func (t *Task) UnmarshalJSON(b []byte) error {
-	var head struct {
-		Kind *string `json:"kind"`
+	kind, ok := peekString(b, "kind")
+	if !ok {
+		var head struct {
+			Kind *string `json:"kind"`
+		}
+		if err := json.Unmarshal(b, &head); err != nil {
+			return fmt.Errorf("task: %w", err)
+		}
+		if head.Kind == nil {
+			return errors.New("task: missing kind")
+		}
+		kind = *head.Kind
 	}
-	if err := json.Unmarshal(b, &head); err != nil {
-		return fmt.Errorf("task: %w", err)
-	}
-	if head.Kind == nil {
-		return errors.New("task: missing kind")
-	}
-	out := Task{Kind: TaskKind(*head.Kind)}
+	out := Task{Kind: TaskKind(kind)}
 	var err error
 	switch out.Kind {
 	case KindImage:
-		out.Image = new(ImageParams)
-		err = json.Unmarshal(b, out.Image)
+		var w struct {
+			ImageParams
+			Prompt *string `json:"prompt"`
+		}
+		if err = json.Unmarshal(b, &w); err == nil {
+			out.Image = &w.ImageParams
+			out.absent = required(&out.Image.Prompt, w.Prompt, "prompt")
+		}
 	case KindLLM:
-		out.LLM = new(LlmParams)
-		if err = json.Unmarshal(b, out.LLM); err == nil {
+		var w struct {
+			LlmParams
+			Messages []wireMessage `json:"messages"`
+		}
+		if err = json.Unmarshal(b, &w); err == nil {
+			out.LLM = &w.LlmParams
+			if w.Messages != nil {
+				out.LLM.Messages = make([]Message, len(w.Messages))
+			}
+			for i, m := range w.Messages {
+				out.LLM.Messages[i] = m.Message
+				if a := required(&out.LLM.Messages[i].Role, m.Role, "role"); a != "" && out.absent == "" {
+					out.absent = fmt.Sprintf("messages[%d]: %s", i, a)
+				}
+			}
 			compactRaw(&out.LLM.JSONSchema)
 			compactRaw(&out.LLM.ChatTemplateKwargs)
 			if len(out.LLM.Stop) == 0 {
@@ -406,19 +411,36 @@ func (t *Task) UnmarshalJSON(b []byte) error {
 			}
 		}
 	case KindAudioSTT:
-		out.STT = new(AudioSttParams)
-		err = json.Unmarshal(b, out.STT)
+		var w struct {
+			AudioSttParams
+			InputURL *string `json:"inputUrl"`
+		}
+		if err = json.Unmarshal(b, &w); err == nil {
+			out.STT = &w.AudioSttParams
+			out.absent = required(&out.STT.InputURL, w.InputURL, "inputUrl")
+		}
 	case KindAudioTTS:
-		out.TTS = new(AudioTtsParams)
-		err = json.Unmarshal(b, out.TTS)
+		var w struct {
+			AudioTtsParams
+			Text *string `json:"text"`
+		}
+		if err = json.Unmarshal(b, &w); err == nil {
+			out.TTS = &w.AudioTtsParams
+			out.absent = required(&out.TTS.Text, w.Text, "text")
+		}
 	case KindVideo:
-		out.Video = new(VideoParams)
-		err = json.Unmarshal(b, out.Video)
+		var w struct {
+			VideoParams
+			Prompt *string `json:"prompt"`
+		}
+		if err = json.Unmarshal(b, &w); err == nil {
+			out.Video = &w.VideoParams
+			out.absent = required(&out.Video.Prompt, w.Prompt, "prompt")
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("task: %s: %w", out.Kind, err)
 	}
-	out.absent = absentRequired(out.Kind, b)
 	*t = out
 	return nil
 }
