@@ -331,8 +331,11 @@ type Client struct {
 	slotMu       sync.Mutex    // guards slotFree
 	slotFree     chan struct{} // closed and replaced whenever the slot is released
 	ran          atomic.Bool
-	// jobs counts job goroutines; Run waits for them before returning.
-	jobs sync.WaitGroup
+	// jobStarts takes admitted jobs to serveJobs, whose goroutine jobs
+	// counts; Run closes it once no session is open, and waits for jobs
+	// before returning.
+	jobStarts chan jobStart
+	jobs      sync.WaitGroup
 	// jobsCtx is the context jobs run under, cancelled (cancelJobs) when
 	// Run's ctx ends or Shutdown's ends first.
 	jobsCtx    context.Context
@@ -368,6 +371,7 @@ func New(cfg Config) (*Client, error) {
 		logLimit:    newLogLimit(time.Now),
 		nullLog:     hclog.NewNullLogger(),
 		endSessions: make(chan struct{}),
+		jobStarts:   make(chan jobStart, 1),
 		loopDone:    make(chan struct{}),
 		done:        make(chan struct{}),
 		policy: backoff.Policy{
@@ -519,6 +523,8 @@ func (c *Client) Run(ctx context.Context) error {
 	defer close(c.done)
 	defer context.AfterFunc(ctx, func() { c.cancelJobs(context.Cause(ctx)) })()
 	defer c.jobs.Wait()
+	c.jobs.Add(1)
+	go c.serveJobs()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { // ends with ctx, at the latest when Run returns
@@ -529,6 +535,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 	}()
 	err := c.loop(ctx)
+	close(c.jobStarts) // every session has ended: no job starts any more
 	close(c.loopDone)
 	if ctx.Err() == nil && err != nil {
 		c.log.Error("studio session stopped for good", "error", err)

@@ -103,8 +103,8 @@ func (s *session) admit(claim *protocol.JobOfferClaim) {
 	s.start(claim)
 }
 
-// start validates and admits a claim whose slot is reserved, and starts its
-// job goroutine. The pause is checked again now that the slot is held: a
+// start validates and admits a claim whose slot is reserved, and hands it
+// to serveJobs. The pause is checked again now that the slot is held: a
 // Shutdown that found the slot free has set it before, so no job starts
 // after Shutdown saw the worker idle.
 func (s *session) start(claim *protocol.JobOfferClaim) {
@@ -127,24 +127,41 @@ func (s *session) start(claim *protocol.JobOfferClaim) {
 	// The offer's line (§9.5: job, game, asset, model, vram) is the
 	// runner's "job started", written as the job starts: one line per job,
 	// not two at the same moment.
-	c.jobs.Add(1)
-	go c.runJob(c.jobsCtx, s, claim)
+	c.jobStarts <- jobStart{s, claim}
+}
+
+// jobStart is a job handed to serveJobs: its claim and the session that
+// accepts it.
+type jobStart struct {
+	s     *session
+	claim *protocol.JobOfferClaim
+}
+
+// serveJobs runs the jobs start hands it, one after another, until Run
+// closes jobStarts. One goroutine for every job of the client's life: a
+// job's calls go deep (the runner, the engine host, gRPC, the reporter),
+// and a goroutine of its own per job grew its stack, by copying, every
+// time. The one slot (I-10) means at most one job waits in the channel,
+// behind the end of the one before it.
+func (c *Client) serveJobs() {
+	defer c.jobs.Done()
+	for j := range c.jobStarts {
+		c.runJob(c.jobsCtx, j.s, j.claim)
+	}
 }
 
 // runJob accepts the job, runs it, hands its outcome on and releases the
 // slot (R4, I-10, I-14). ctx is the jobs' context: the job outlives its
 // session.
 func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOfferClaim) {
-	defer c.jobs.Done()
 	release := sync.OnceFunc(c.releaseSlot)
 	defer release()
-	log := s.log.With("job", claim.JobID)
+	rep := c.newReporter(s, claim.JobID, s.log)
 	if err := s.send(protocol.Accept{JobID: claim.JobID}); err != nil {
-		log.Error("accept send failed; job abandoned", "error", err)
+		rep.log().Error("accept send failed; job abandoned", "error", err)
 		return
 	}
 	c.setCurrentJob(claim.JobID)
-	rep := c.newReporter(s, claim.JobID, log)
 	rep.release = release
 	// A job with a binary result sends a heartbeat right after accept, as
 	// the spec's transcript does: it reports the job at once and, once
@@ -164,7 +181,7 @@ func (c *Client) runJob(ctx context.Context, s *session, claim *protocol.JobOffe
 				out.ReportErr = rep.Fail(ctx, msg, true)
 				out.Reported = out.ReportErr == nil
 			}
-			log.Error("job runner panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()), "fail_sent", out.Reported)
+			rep.log().Error("job runner panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()), "fail_sent", out.Reported)
 			c.jobDone(claim, out)
 		}
 	}()

@@ -30,7 +30,10 @@ type reporter struct {
 	jobID    string
 	workerID string
 	token    secret.Value
-	log      hclog.Logger
+	// base is the session's logger; log adds the job's id to it, on the
+	// rare lines a reporter writes, so that no job pays for a logger of
+	// its own.
+	base hclog.Logger
 
 	// release frees the job slot; called once the outcome is reported,
 	// so the studio's next offer (sent as soon as it has the outcome)
@@ -57,9 +60,12 @@ func (r *reporter) doneLocked() {
 
 var _ Reporter = (*reporter)(nil)
 
-func (c *Client) newReporter(s *session, jobID string, log hclog.Logger) *reporter {
-	return &reporter{c: c, s: s, jobID: jobID, workerID: s.workerID, token: s.token, log: log}
+func (c *Client) newReporter(s *session, jobID string, base hclog.Logger) *reporter {
+	return &reporter{c: c, s: s, jobID: jobID, workerID: s.workerID, token: s.token, base: base}
 }
+
+// log is the logger of the job's lines.
+func (r *reporter) log() hclog.Logger { return r.base.With("job", r.jobID) }
 
 func (r *reporter) isReported() bool {
 	r.mu.Lock()
@@ -118,7 +124,7 @@ func (r *reporter) encodeJSONResult(result json.RawMessage, prompt string) ([]by
 	if int64(len(bare)) > limit {
 		return nil, &FrameTooLargeError{Type: protocol.TypeCompleteJSON, Size: int64(len(bare)), Limit: limit}
 	}
-	r.log.Warn("json result sent without its prompt: with it the frame would be over the limit",
+	r.log().Warn("json result sent without its prompt: with it the frame would be over the limit",
 		"frame_bytes", len(data), "limit", limit)
 	return bare, nil
 }
@@ -164,7 +170,7 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 		r.acceptSeq = r.s.beatSoon()
 	}
 	if !r.s.waitAcked(ctx, r.acceptSeq, acceptBarrier) {
-		r.log.Warn("studio has not acknowledged the heartbeat sent after accept; uploading anyway")
+		r.log().Warn("studio has not acknowledged the heartbeat sent after accept; uploading anyway")
 	}
 	var last *UploadError
 	// sized is set once the studio answered 411 Length Required: from
@@ -175,7 +181,7 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 		status, body, err := r.uploadOnce(ctx, u, ext, prompt, open, sized)
 		if err == nil && status/100 == 2 {
 			r.doneLocked()
-			r.log.Debug("binary upload ok", "attempts", attempt)
+			r.log().Debug("binary upload ok", "attempts", attempt)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -186,7 +192,7 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 			// A studio (or a proxy in front of it) that will not take a
 			// streamed body: send the same bytes again with their length,
 			// at once. This is not one of the retries.
-			r.log.Warn("studio wants the upload's length (411); uploading again with Content-Length")
+			r.log().Warn("studio wants the upload's length (411); uploading again with Content-Length")
 			sized = true
 			continue
 		}
@@ -197,7 +203,7 @@ func (r *reporter) Upload(ctx context.Context, ext, prompt string, open func() (
 		}
 		retries++
 		pause := r.c.cfg.UploadRetryPause * time.Duration(retries)
-		r.log.Warn("binary upload failed; retrying", "error", last, "retry_in", pause)
+		r.log().Warn("binary upload failed; retrying", "error", last, "retry_in", pause)
 		if !sleep(ctx, pause) {
 			return fmt.Errorf("upload result: %w", ctx.Err())
 		}

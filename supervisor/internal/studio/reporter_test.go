@@ -334,7 +334,6 @@ func TestAcceptSendFailureReleases(t *testing.T) {
 	s.closed.Store(true) // a session already torn down
 	claim := llmClaim("job-1")
 	c.busy.Store(true)
-	c.jobs.Add(1)
 	c.runJob(context.Background(), s, &claim)
 	if c.busy.Load() {
 		t.Error("slot still reserved after a failed accept")
