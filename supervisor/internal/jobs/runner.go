@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -438,14 +437,23 @@ func FailMessage(je *plugins.JobError) string {
 	return s
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
-
+// safeName is s for a file name: each character outside A-Z, a-z, 0-9,
+// '.', '_' and '-' (each byte of invalid UTF-8) becomes '_', and the result
+// is cut to 64 bytes.
 func safeName(s string) string {
-	s = unsafeName.ReplaceAllString(s, "_")
-	if len(s) > 64 {
-		s = s[:64]
+	b := make([]byte, 0, min(len(s), 64))
+	for _, r := range s {
+		if len(b) == 64 {
+			break
+		}
+		switch {
+		case 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '.', r == '_', r == '-':
+			b = append(b, byte(r))
+		default:
+			b = append(b, '_')
+		}
 	}
-	return s
+	return string(b)
 }
 
 // jobEvents handles what every job reports besides its output: progress

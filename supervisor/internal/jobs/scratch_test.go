@@ -3,6 +3,7 @@ package jobs
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -41,5 +42,23 @@ func TestNewRemovesScratchOfAKilledAgent(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "operator-notes.txt" {
 		t.Errorf("work dir after New: got %q, want only [operator-notes.txt]", got)
+	}
+}
+
+func TestSafeName(t *testing.T) {
+	long := strings.Repeat("a", 70)
+	tests := []struct{ in, want string }{
+		{"job-1.a_B", "job-1.a_B"},
+		{"../../etc/passwd", ".._.._etc_passwd"},
+		{"jöb 7", "j_b_7"},
+		{"\xff\xfeid", "__id"},
+		{"", ""},
+		{long, long[:64]},
+		{strings.Repeat("é", 70), strings.Repeat("_", 64)},
+	}
+	for _, tt := range tests {
+		if got := safeName(tt.in); got != tt.want {
+			t.Errorf("safeName(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

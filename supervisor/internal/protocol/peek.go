@@ -1,5 +1,7 @@
 package protocol
 
+import "bytes"
+
 // peekString reads the string value of key among the top-level members of
 // the JSON object obj without decoding it: the frame's `type` and the
 // task's `kind` pick the struct that the one real decode fills, and reading
@@ -131,13 +133,21 @@ func skipValue(obj []byte, i int) int {
 	}
 }
 
-// skipString returns the index just past the string that starts at obj[i].
+// skipString returns the index just past the string that starts at obj[i]:
+// past the first quote after it that an odd run of backslashes does not
+// escape.
 func skipString(obj []byte, i int) int {
 	for i++; i < len(obj); i++ {
-		switch obj[i] {
-		case '\\':
-			i++
-		case '"':
+		q := bytes.IndexByte(obj[i:], '"')
+		if q < 0 {
+			return -1
+		}
+		i += q
+		n := 0
+		for n < i && obj[i-1-n] == '\\' {
+			n++
+		}
+		if n%2 == 0 {
 			return i + 1
 		}
 	}

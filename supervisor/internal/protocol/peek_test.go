@@ -15,6 +15,8 @@ func TestPeekString(t *testing.T) {
 		{`{"type":"offer","claim":{"type":"x"}}`, "offer", true, "nested keys are not top level"},
 		{` { "a" : [1, {"type":"x"}, "}"] , "type" : "accept" } `, "accept", true, "skips containers and strings with brackets"},
 		{`{"a":"\"type\":","type":"hello"}`, "hello", true, "an escaped quote inside a value"},
+		{`{"a":"x\\","type":"hello"}`, "hello", true, "an escaped backslash before the closing quote"},
+		{`{"a":["\\\"]","type":"x"],"type":"hello"}`, "hello", true, "an escaped quote after an escaped backslash"},
 		{`{"a":1.5e3,"b":true,"c":null,"type":"welcome"}`, "welcome", true, "scalars"},
 		{`{"type":"offer","type":"accept"}`, "", false, "twice: encoding/json takes the last"},
 		{`{"Type":"offer"}`, "", false, "another case: encoding/json matches it"},
