@@ -168,18 +168,33 @@ func Encode(f Frame) ([]byte, error) {
 	if f == nil {
 		return nil, errors.New("protocol.Encode: nil frame")
 	}
-	typ, _ := json.Marshal(f.frameType())
+	// The frame's fields are encoded right after "type" in one buffer,
+	// their opening brace then overwritten with a comma. Type names are
+	// plain ASCII and need no escaping.
+	var buf bytes.Buffer
+	buf.Grow(256)
+	buf.WriteString(`{"type":"`)
+	buf.WriteString(f.frameType())
+	buf.WriteByte('"')
+	mark := buf.Len()
 	// No HTML escaping: engine results go to the studio verbatim, and
 	// "<", ">" and "&" turned into \u escapes would not be (the fuzzer
 	// found a result that no longer round-tripped byte for byte).
-	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(f); err != nil {
 		return nil, fmt.Errorf("protocol.Encode %s: %w", f.frameType(), err)
 	}
-	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	return prependField("type", typ, body), nil
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	switch body := b[mark:]; {
+	case len(body) < 2 || body[0] != '{':
+		return nil, fmt.Errorf("protocol.Encode %s: not a JSON object: %.40s", f.frameType(), body)
+	case len(body) == 2: // {}
+		return append(b[:mark], '}'), nil
+	default:
+		b[mark] = ','
+		return b, nil
+	}
 }
 
 // Decode parses one text frame and returns a value (not a pointer) of the
