@@ -33,8 +33,8 @@ type JobRunner interface {
 	// must not block.
 	Admit(claim *protocol.JobOfferClaim) error
 	// RunJob runs an accepted job to its end and returns how it ended.
-	// The session calls it on a goroutine of its own after a successful
-	// accept send, with currentJobId set. It must report exactly one
+	// The client calls it on its jobs' goroutine, never the session's,
+	// after a successful accept send, with currentJobId set. It must report exactly one
 	// terminal outcome through rep (R5). When RunJob returns, the session
 	// hands the Outcome to Config.JobDone, clears currentJobId and
 	// releases the busy slot. RunJob logs the job's start with the

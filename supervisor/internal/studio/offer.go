@@ -13,11 +13,12 @@ import (
 
 // handleOffer applies §9.5: paused → reject(paused); busy → reject(busy);
 // invalid claim or not admitted → reject(reason); else reserve the slot and
-// start the job goroutine, which accepts before it runs. It never blocks on
-// the socket and starts nothing for an offer it refuses: rejects go through
-// the session's bounded reject queue (R9, see refusals.go). The lines it
-// logs for refused offers are rate-limited; an offer that is run is always
-// logged, by the job runner (see JobRunner.RunJob).
+// hand the job to the jobs' goroutine (serveJobs), which accepts before it
+// runs. It never blocks on the socket and starts nothing for an offer it
+// refuses: rejects go through the session's bounded reject queue (R9, see
+// refusals.go). The lines it logs for refused offers are rate-limited; an
+// offer that is run is always logged, by the job runner (see
+// JobRunner.RunJob).
 func (s *session) handleOffer(ctx context.Context, claim *protocol.JobOfferClaim) {
 	c := s.c
 	if c.offersOff() {
