@@ -233,7 +233,7 @@ func Decode(data []byte) (Frame, error) {
 	case TypeReject:
 		f, err = decodeAs[Reject](trimmed)
 	case TypeCompleteJSON:
-		f, err = decodeAs[CompleteJSON](trimmed)
+		f, err = decodeCompleteJSON(trimmed)
 	case TypeFail:
 		f, err = decodeAs[Fail](trimmed)
 	case TypeLogBatch:
@@ -364,14 +364,14 @@ func checkRequired(f Frame, raw []byte) error {
 	return nil
 }
 
-// UnmarshalJSON keeps the result compact so decoded frames compare equal.
-func (c *CompleteJSON) UnmarshalJSON(b []byte) error {
-	type plain CompleteJSON
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
+// decodeCompleteJSON decodes a completeJson frame and compacts its result,
+// so that decoded frames compare equal. A method UnmarshalJSON would do the
+// same, but encoding/json validates a value again before it calls one.
+func decodeCompleteJSON(data []byte) (Frame, error) {
+	var c CompleteJSON
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, err
 	}
-	compactRaw(&p.Result)
-	*c = CompleteJSON(p)
-	return nil
+	compactRaw(&c.Result)
+	return c, nil
 }
