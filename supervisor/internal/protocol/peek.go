@@ -20,50 +20,24 @@ func peekString(obj []byte, key string) (val string, ok bool) {
 		return "", false
 	}
 	i = skipSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return "", false
-	}
 	found := false
 	for {
-		// A member name: ASCII, no escapes.
-		if i >= len(obj) || obj[i] != '"' {
+		name, next, plain := plainString(obj, i)
+		if !plain {
 			return "", false
 		}
-		start := i + 1
-		i = start
-		for i < len(obj) && obj[i] != '"' {
-			if c := obj[i]; c == '\\' || c >= 0x80 || c < 0x20 {
-				return "", false
-			}
-			i++
-		}
-		if i >= len(obj) {
-			return "", false
-		}
-		name := obj[start:i]
-		i = skipSpace(obj, i+1)
+		i = skipSpace(obj, next)
 		if i >= len(obj) || obj[i] != ':' {
 			return "", false
 		}
 		i = skipSpace(obj, i+1)
 		switch {
 		case string(name) == key:
-			if found || i >= len(obj) || obj[i] != '"' {
+			v, next, plain := plainString(obj, i)
+			if found || !plain {
 				return "", false
 			}
-			vs := i + 1
-			i = vs
-			for i < len(obj) && obj[i] != '"' {
-				if c := obj[i]; c == '\\' || c >= 0x80 || c < 0x20 {
-					return "", false
-				}
-				i++
-			}
-			if i >= len(obj) {
-				return "", false
-			}
-			val, found = string(obj[vs:i]), true
-			i++
+			val, found, i = string(v), true, next
 		case equalFoldASCII(name, key):
 			return "", false
 		default:
@@ -84,6 +58,24 @@ func peekString(obj []byte, key string) (val string, ok bool) {
 			return "", false
 		}
 	}
+}
+
+// plainString reads the string that starts at obj[i] when it is plain
+// (ASCII, no escape, no control character): its contents and the index
+// just past it. ok is false for anything else.
+func plainString(obj []byte, i int) (s []byte, next int, ok bool) {
+	if i >= len(obj) || obj[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(obj); j++ {
+		switch c := obj[j]; {
+		case c == '"':
+			return obj[i+1 : j], j + 1, true
+		case c == '\\' || c >= 0x80 || c < 0x20:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
 }
 
 // skipValue returns the index just past the JSON value that starts at
