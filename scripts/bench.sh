@@ -7,7 +7,10 @@
 #     (BenchmarkPipelineRoundTripProcess); the worker's share (offer
 #     written → outcome read, worker-p50-µs) apart from the dev studio's own
 #     (studio-p50-µs); and one job between the host and a launched plugin
-#     alone (BenchmarkPluginRoundTrip, the job stream's cost);
+#     alone (BenchmarkPluginRoundTrip, the job stream's cost); and the
+#     machine's own floor under the legs between processes, a bare message
+#     to another process and back over loopback TCP and a unix socket
+#     (BenchmarkLoopbackRoundTrip);
 #   - one plugin launch, handshake and Describe (BenchmarkPluginLaunch: what a
 #     relaunch or a warm spare waits for), with and without a pin;
 #   - a 64 MiB output streamed through the pipeline (time, peak heap) beside
@@ -20,7 +23,7 @@ cd "$root"
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
 echo "== pipeline overhead (p50/p99 per job)"
-go test -run '^$' -bench 'PipelineRoundTrip|SyntheticInProcess' -benchtime "${BENCH_JOBS:-2000}x" ./supervisor/internal/agent/ | grep Benchmark
+go test -run '^$' -bench 'PipelineRoundTrip|SyntheticInProcess|LoopbackRoundTrip' -benchtime "${BENCH_JOBS:-2000}x" ./supervisor/internal/agent/ | grep Benchmark
 go test -run '^$' -bench 'PluginRoundTrip' -benchtime "${BENCH_JOBS:-2000}x" ./plugins/ | grep Benchmark
 
 echo "== plugin launch (a relaunch or a warm spare)"

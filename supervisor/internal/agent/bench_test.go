@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net"
@@ -158,6 +159,90 @@ func buildStoker(b *testing.B) string {
 		b.Fatalf("build stoker: %v", err)
 	}
 	return bin
+}
+
+// BenchmarkLoopbackRoundTrip is the floor under the legs between processes
+// in BenchmarkPipelineRoundTripProcess: a 300-byte message (an offer's
+// size) to another process and straight back, over loopback TCP (the
+// studio's socket) and over a unix socket (go-plugin's), both processes on
+// one processor as the agent and the plugins run. Nothing of stoker's is
+// in it: it is what this machine charges for one process waking another
+// and being woken back.
+func BenchmarkLoopbackRoundTrip(b *testing.B) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	}
+	for _, network := range []string{"tcp", "unix"} {
+		b.Run(network, func(b *testing.B) {
+			addr := "127.0.0.1:0"
+			if network == "unix" {
+				addr = filepath.Join(b.TempDir(), "echo.sock")
+			}
+			l, err := net.Listen(network, addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), echoEnv+"="+network+" "+l.Addr().String(), "GOMAXPROCS=1")
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer cmd.Wait()
+			c, err := l.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close() // the echo process ends on EOF
+			msg, back := make([]byte, 300), make([]byte, 300)
+			durs := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				start := time.Now()
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, back); err != nil {
+					b.Fatal(err)
+				}
+				durs = append(durs, time.Since(start))
+			}
+			reportPercentiles(b, durs)
+		})
+	}
+}
+
+// echoEnv names the variable that makes the test binary the echo process
+// of BenchmarkLoopbackRoundTrip: "network address".
+const echoEnv = "STOKER_BENCH_ECHO"
+
+// echo connects to the address in echoEnv's value and writes back what it
+// reads until EOF; it returns the exit code.
+func echo(spec string) int {
+	network, addr, _ := strings.Cut(spec, " ")
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo:", err)
+		return 1
+	}
+	defer c.Close()
+	// A plain read and write, not io.Copy, which would splice between the
+	// sockets through a pipe.
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if err == io.EOF {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "echo:", err)
+			return 1
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			fmt.Fprintln(os.Stderr, "echo:", err)
+			return 1
+		}
+	}
 }
 
 // BenchmarkSyntheticInProcess runs the same synthetic LLM job as

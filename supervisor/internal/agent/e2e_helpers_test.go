@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 		plugins.Serve(e2eEngine{})
 		return
 	}
+	if addr := os.Getenv(echoEnv); addr != "" {
+		os.Exit(echo(addr))
+	}
 	dir, err := os.MkdirTemp("", "stoker-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
